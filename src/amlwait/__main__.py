@@ -1,0 +1,3 @@
+from amlwait.cli import main
+
+main()

@@ -1,0 +1,259 @@
+"""The ``amlwait`` command line: wait · cancel · workspace · demo.
+
+Exit codes (other tools rely on them): 0 every job Completed; 1 a job ended badly;
+2 bad input, bad configuration or authentication refused; 3 deadline reached with jobs
+unfinished; 130 interrupted. Errors are one line on stderr; ``--debug`` adds tracebacks.
+
+Heavy imports (pydantic, httpx, Rich, azure-identity) happen inside the commands, so
+``amlwait --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from amlwait import __version__
+from amlwait.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_SUCCEEDED,
+    EXIT_TIMED_OUT,
+    AmlwaitError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "DUR"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        from amlwait.core.duration import parse_duration
+
+        try:
+            return parse_duration(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+DURATION = Duration()
+
+
+def connection_options(command: F) -> F:
+    """The flags that say where the jobs live, shared by every command that talks to ARM."""
+    options = [
+        click.option(
+            "--subscription",
+            envvar="AZURE_SUBSCRIPTION_ID",
+            metavar="ID",
+            help="Azure subscription id (env AZURE_SUBSCRIPTION_ID).",
+        ),
+        click.option(
+            "--resource-group",
+            "-g",
+            envvar="AZURE_RESOURCE_GROUP",
+            metavar="NAME",
+            help="Resource group (env AZURE_RESOURCE_GROUP).",
+        ),
+        click.option(
+            "--workspace-name",
+            "-w",
+            envvar="AZUREML_WORKSPACE_NAME",
+            metavar="NAME",
+            help="Azure ML workspace (env AZUREML_WORKSPACE_NAME).",
+        ),
+        click.option(
+            "--arm-endpoint",
+            envvar="AMLWAIT_ARM_ENDPOINT",
+            metavar="URL",
+            default="https://management.azure.com",
+            show_default=True,
+            help="ARM endpoint (env AMLWAIT_ARM_ENDPOINT); the local workspace's URL "
+            "to work offline.",
+        ),
+        click.option(
+            "--api-version",
+            default="2025-12-01",
+            show_default=True,
+            metavar="V",
+            help="ARM api-version of the Azure ML jobs API.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="amlwait")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Wait for any number of Azure ML jobs — fast, frugal, dependable."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("manifest", metavar="MANIFEST")
+@connection_options
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="48h",
+    show_default=True,
+    help="Overall wall-clock deadline; 0 reads every job once.",
+)
+@click.option(
+    "--poll-interval",
+    type=DURATION,
+    default="15s",
+    show_default=True,
+    help="Fastest re-read of one job.",
+)
+@click.option(
+    "--max-poll-interval",
+    type=DURATION,
+    default="2m",
+    show_default=True,
+    help="Slowest re-read of one job.",
+)
+@click.option(
+    "--not-found-grace",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="How long a listed job may be missing before it fails.",
+)
+@click.option(
+    "--not-responding-grace",
+    type=DURATION,
+    default="15m",
+    show_default=True,
+    help="How long NotResponding or Paused may last before the job fails.",
+)
+@click.option("--fail-fast", is_flag=True, help="Stop at the first job that ends badly.")
+@click.option(
+    "--cancel-remaining",
+    is_flag=True,
+    help="With --fail-fast or on timeout: cancel the jobs still running.",
+)
+@click.option(
+    "--cancel-on-interrupt",
+    is_flag=True,
+    help="On SIGINT/SIGTERM, cancel the unfinished jobs before exiting.",
+)
+@click.option("--json", "json_path", metavar="FILE", help="Write the result as JSON.")
+@click.option(
+    "--max-requests-per-second",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Request budget (ARM allows 25 reads/s per subscription and principal).",
+)
+def wait(manifest: str, **options: Any) -> int:
+    """Wait until every job in MANIFEST (a path or -) has finished.
+
+    \b
+    Exit codes: 0 all Completed · 1 a job Failed, was Canceled, or was missing or
+    NotResponding past its grace · 2 bad input or credentials · 3 deadline reached with
+    jobs unfinished · 130 interrupted (jobs are not cancelled unless asked).
+    """
+    from amlwait.commands import run_wait
+
+    return run_wait(manifest, **options)
+
+
+@cli.command()
+@click.argument("manifest", metavar="MANIFEST")
+@connection_options
+def cancel(manifest: str, **options: Any) -> int:
+    """Cancel every unfinished job of the batch in MANIFEST and say what was cancelled."""
+    from amlwait.commands import run_cancel
+
+    return run_cancel(manifest, **options)
+
+
+@cli.command()
+@click.option(
+    "--jobs",
+    "job_count",
+    type=click.IntRange(1, 50),
+    default=6,
+    show_default=True,
+    help="How many jobs to submit.",
+)
+@click.option(
+    "--fail",
+    type=click.IntRange(0, 50),
+    default=0,
+    show_default=True,
+    help="How many of them should fail.",
+)
+@click.option("--json", "json_path", metavar="FILE", help="Write the wait's result as JSON.")
+def demo(job_count: int, fail: int, json_path: str | None) -> int:
+    """Run the main job offline: a local workspace, real jobs, one wait over ARM."""
+    if fail > job_count:
+        raise click.BadParameter(f"cannot fail {fail} of {job_count} jobs", param_hint="--fail")
+    from amlwait.demo import run_demo
+
+    code: int = run_demo(job_count=job_count, fail=fail, json_path=json_path)
+    return code
+
+
+def _attach_workspace_group() -> None:
+    from amlwait.workspace.cli import workspace
+
+    cli.add_command(workspace)
+
+
+_attach_workspace_group()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: map everything to one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="amlwait", standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        code = stop.exit_code
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx else "amlwait"
+        click.echo(f"{where}: error: {error.format_message()}", err=True)
+        code = EXIT_BAD_INPUT
+    except click.ClickException as error:
+        click.echo(f"amlwait: error: {error.format_message()}", err=True)
+        code = EXIT_BAD_INPUT
+    except click.Abort:
+        click.echo("amlwait: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except AmlwaitError as error:
+        if debug:
+            raise
+        click.echo(f"amlwait: error: {error}", err=True)
+        code = error.exit_code
+    except KeyboardInterrupt:
+        click.echo("amlwait: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except Exception as error:
+        if debug:
+            raise
+        click.echo(
+            f"amlwait: internal error: {type(error).__name__}: {error} "
+            "(rerun with --debug for a traceback, and please report it)",
+            err=True,
+        )
+        code = 70
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["EXIT_FAILED", "EXIT_SUCCEEDED", "EXIT_TIMED_OUT", "cli", "main"]

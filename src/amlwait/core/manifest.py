@@ -1,0 +1,185 @@
+"""The job manifest the training stage writes and the wait step reads.
+
+Accepted forms::
+
+    {"jobs": ["PLANT001_CIRCUIT01_2025_11_01", ...]}
+    {"jobs": [{"name": "...", "workspace": "...", "resource_group": "...",
+               "subscription": "..."}, ...],
+     "tag": "amlwait-batch-1234"}
+
+Entries may mix both forms; an object's missing connection fields fall back to the
+defaults given on the command line. ``tag`` names a tag *key* every listed job carries,
+so the waiter can read the batch with paged LIST calls. Duplicate jobs, invalid names,
+an empty list and unknown fields are errors (:class:`~amlwait.errors.ManifestError`),
+each reported as one line naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from amlwait.core.jobs import JOB_NAME_PATTERN, JobRef, WorkspaceRef, tag_key_problem
+from amlwait.errors import ManifestError
+
+
+class ManifestEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    workspace: str | None = None
+    resource_group: str | None = None
+    subscription: str | None = None
+
+
+class ManifestDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    jobs: list[str | ManifestEntry]
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionDefaults:
+    subscription: str | None = None
+    resource_group: str | None = None
+    workspace: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest: every job resolved to its workspace."""
+
+    jobs: tuple[JobRef, ...]
+    tag: str | None
+    source: str
+
+    @property
+    def workspaces(self) -> list[WorkspaceRef]:
+        return sorted({job.workspace for job in self.jobs})
+
+    def to_document(self) -> dict[str, object]:
+        """The manifest in its written form (objects only where a job is elsewhere)."""
+        only = self.workspaces[0] if len(self.workspaces) == 1 else None
+        jobs: list[object] = []
+        for job in self.jobs:
+            if job.workspace == only:
+                jobs.append(job.name)
+            else:
+                jobs.append(
+                    {
+                        "name": job.name,
+                        "workspace": job.workspace.workspace,
+                        "resource_group": job.workspace.resource_group,
+                        "subscription": job.workspace.subscription,
+                    }
+                )
+        document: dict[str, object] = {"jobs": jobs}
+        if self.tag is not None:
+            document["tag"] = self.tag
+        return document
+
+
+def _where(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("str", "ManifestEntry"):
+            continue  # pydantic's union branch names
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "the document"
+
+
+def _describe(error: ValidationError, source: str, *, entry: bool = False) -> str:
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    where = _where(first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        allowed = "name, workspace, resource_group, subscription" if entry else "jobs, tag"
+        return f"{source}: unknown field {where!s}; allowed fields are {allowed}"
+    if kind == "missing":
+        return f"{source}: {where} is missing"
+    return f"{source}: {where}: {first['msg']}"
+
+
+def parse_manifest(text: str, source: str, defaults: ConnectionDefaults) -> Manifest:
+    """Validate a manifest's text; ``source`` names it in error messages."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ManifestError(
+            f"{source}: not valid JSON ({error.msg} at line {error.lineno} column {error.colno}); "
+            'expected {"jobs": ["NAME", ...]}'
+        ) from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f'{source}: expected a JSON object like {{"jobs": ["NAME", ...]}}')
+    if "jobs" in raw and not isinstance(raw["jobs"], list):
+        raise ManifestError(f"{source}: jobs must be a list of job names or objects")
+    if isinstance(raw.get("jobs"), list):
+        # Report the entry at fault by its index, whatever pydantic's union says.
+        for index, entry in enumerate(raw["jobs"]):
+            if not isinstance(entry, (str, dict)):
+                raise ManifestError(
+                    f"{source}: jobs[{index}] must be a job name or an object with a name, "
+                    f"not {type(entry).__name__}"
+                )
+            if isinstance(entry, dict):
+                try:
+                    ManifestEntry.model_validate(entry)
+                except ValidationError as error:
+                    detail = _describe(error, source, entry=True).split(": ", 1)[1]
+                    raise ManifestError(f"{source}: jobs[{index}]: {detail}") from None
+    try:
+        document = ManifestDocument.model_validate(raw)
+    except ValidationError as error:
+        raise ManifestError(_describe(error, source)) from None
+    return _resolve(document, source, defaults)
+
+
+def _resolve(document: ManifestDocument, source: str, defaults: ConnectionDefaults) -> Manifest:
+    if not document.jobs:
+        raise ManifestError(f"{source}: the job list is empty; nothing to wait for")
+    if document.tag is not None:
+        problem = tag_key_problem(document.tag)
+        if problem:
+            raise ManifestError(f"{source}: tag {document.tag!r} {problem}")
+    refs: list[JobRef] = []
+    seen: dict[JobRef, int] = {}
+    for index, entry in enumerate(document.jobs):
+        if isinstance(entry, str):
+            entry = ManifestEntry(name=entry)
+        if not JOB_NAME_PATTERN.match(entry.name):
+            raise ManifestError(
+                f"{source}: jobs[{index}] {entry.name!r} is not a valid Azure ML job name "
+                "(letters, digits, '-' and '_', starting with a letter or digit, at most 255)"
+            )
+        missing = []
+        subscription = entry.subscription or defaults.subscription
+        resource_group = entry.resource_group or defaults.resource_group
+        workspace = entry.workspace or defaults.workspace
+        if not subscription:
+            missing.append("subscription (--subscription or AZURE_SUBSCRIPTION_ID)")
+        if not resource_group:
+            missing.append("resource group (-g/--resource-group or AZURE_RESOURCE_GROUP)")
+        if not workspace:
+            missing.append("workspace (-w/--workspace-name or AZUREML_WORKSPACE_NAME)")
+        if missing:
+            raise ManifestError(
+                f"{source}: jobs[{index}] {entry.name}: no {', no '.join(missing)}; "
+                "give it on the command line or in the entry"
+            )
+        assert subscription and resource_group and workspace
+        ref = JobRef(WorkspaceRef(subscription, resource_group, workspace), entry.name)
+        if ref in seen:
+            raise ManifestError(
+                f"{source}: jobs[{index}] {entry.name} is listed twice (first at jobs[{seen[ref]}])"
+            )
+        seen[ref] = index
+        refs.append(ref)
+    return Manifest(jobs=tuple(refs), tag=document.tag, source=source)

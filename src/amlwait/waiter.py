@@ -1,0 +1,368 @@
+"""The waiting engine: the async shell around the sans-IO tracker.
+
+One loop: read the jobs that are due (a paged LIST per workspace when the batch has a
+tag, concurrent GETs otherwise), feed what was read to the tracker, tell the listener,
+then sleep on the injected clock until the next job is due — never past the deadline.
+All requests go through the job source, which owns retries and the request budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from amlwait.core.clock import Clock, SystemClock
+from amlwait.core.deadline import Deadline
+from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.manifest import Manifest
+from amlwait.core.policy import PollPolicy
+from amlwait.core.source import JobSource
+from amlwait.core.status import TERMINAL
+from amlwait.core.tracker import BatchOutcome, BatchTracker, Event, JobState
+from amlwait.throttle import DeadlineReached, read_deadline
+
+DEFAULT_TIMEOUT = 48 * 3600.0
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    """How to wait. ``timeout`` is a wall-clock duration from the start (0: read once)."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    policy: PollPolicy = field(default_factory=PollPolicy)
+    fail_fast: bool = False
+    cancel_remaining: bool = False
+    cancel_on_interrupt: bool = False
+    concurrency: int = 16
+
+
+# -- engine events (besides the tracker's) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaitStarted:
+    jobs: Sequence[JobState]
+    workspaces: Sequence[WorkspaceRef]
+    deadline: float
+    at: float
+    tag: str | None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The engine woke and read; ``counts`` are jobs per outcome or status."""
+
+    at: float
+    counts: dict[str, int]
+    remaining: float
+    finished: int
+    total: int
+
+
+@dataclass(frozen=True)
+class CancelSent:
+    job: JobState
+    at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    outcome: BatchOutcome
+    jobs: Sequence[JobState]
+    requests: int
+    started_at: float
+    ended_at: float
+    deadline: float
+    canceled: Sequence[str] = ()
+    tag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable result of ``amlwait wait --json``."""
+        return {
+            "outcome": self.outcome.value,
+            "jobs": [
+                {
+                    "name": job.name,
+                    "workspace": job.ref.workspace.workspace,
+                    "resource_group": job.ref.workspace.resource_group,
+                    "subscription": job.ref.workspace.subscription,
+                    "status": job.status,
+                    "outcome": job.outcome.value if job.outcome else "unfinished",
+                    "reason": job.reason,
+                    "studio_url": job.link,
+                    "first_seen": _iso(job.first_seen),
+                    "finished_at": _iso(job.finished_at),
+                    "history": [{"status": s, "at": _iso(at)} for at, s in job.history],
+                }
+                for job in self.jobs
+            ],
+            "requests": self.requests,
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
+            "canceled": list(self.canceled),
+        }
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    import datetime as _dt
+
+    stamp = _dt.datetime.fromtimestamp(moment, tz=_dt.timezone.utc)
+    return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+Listener = Callable[[Any], None]
+
+
+class Waiter:
+    """Waits for a batch of jobs. Use :func:`wait_for_jobs` unless you need ``stop()``."""
+
+    def __init__(
+        self,
+        jobs: Iterable[JobRef],
+        source: JobSource,
+        *,
+        options: WaitOptions | None = None,
+        clock: Clock | None = None,
+        tag: str | None = None,
+        listener: Listener | None = None,
+    ) -> None:
+        self.options = options or WaitOptions()
+        self.clock = clock or SystemClock()
+        self.source = source
+        self.tag = tag
+        self.listener = listener or (lambda event: None)
+        self.started_at = self.clock.now()
+        self.deadline = Deadline.after(self.started_at, self.options.timeout)
+        self.tracker = BatchTracker(jobs, self.options.policy, self.started_at)
+        self._stop = asyncio.Event()
+        self._pages: dict[WorkspaceRef, int] = {}
+        self._absent_from_listing: set[JobRef] = set()
+
+    def stop(self) -> None:
+        """Interrupt the wait (SIGINT/SIGTERM): it ends with outcome ``interrupted``."""
+        self._stop.set()
+
+    def _emit(self, event: Any) -> None:
+        self.listener(event)
+
+    def _emit_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._emit(event)
+
+    async def run(self) -> WaitResult:
+        jobs = list(self.tracker.jobs.values())
+        workspaces = sorted({job.ref.workspace for job in jobs})
+        self._emit(WaitStarted(jobs, workspaces, self.deadline.at, self.started_at, self.tag))
+        interrupted = False
+        first_pass = True
+        while True:
+            try:
+                # With --timeout 0 the first pass still reads every job once.
+                zero_timeout = self.options.timeout <= 0
+                limit = math.inf if first_pass and zero_timeout else self.deadline.at
+                done = await self._until_stopped(self._read_due(limit))
+            except DeadlineReached:
+                # A read could not be done (throttled or retrying) before the deadline:
+                # nothing more can be learnt in time.
+                self._tick(self.clock.now())
+                break
+            first_pass = False
+            if not done:
+                interrupted = True
+                break
+            now = self.clock.now()
+            self._tick(now)
+            if self.tracker.all_finished:
+                break
+            if self.options.fail_fast and self.tracker.any_bad:
+                break
+            if self.deadline.expired(now):
+                break
+            wake = self.deadline.clamp(self.tracker.next_wake())
+            if not await self._until_stopped(self.clock.sleep(wake - now)):
+                interrupted = True
+                break
+        return await self._finish(interrupted)
+
+    async def _until_stopped(self, work: Awaitable[Any]) -> bool:
+        """Run ``work``; False when the wait was stopped first (``work`` is cancelled)."""
+        if self._stop.is_set():
+            if asyncio.iscoroutine(work):
+                work.close()
+            return False
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            stopper.cancel()
+            task.result()  # re-raise what the work raised
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+
+    def _tick(self, now: float) -> None:
+        finished = sum(1 for job in self.tracker.jobs.values() if job.finished)
+        self._emit(
+            Tick(
+                now,
+                dict(self.tracker.counts()),
+                self.deadline.remaining(now),
+                finished,
+                len(self.tracker.jobs),
+            )
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def _read_due(self, limit: float) -> None:
+        now = self.clock.now()
+        due = self.tracker.due(now)
+        if not due:
+            return
+        if now >= limit:
+            raise DeadlineReached
+        read_deadline.set(limit)
+        by_workspace: dict[WorkspaceRef, list[JobState]] = defaultdict(list)
+        for job in due:
+            by_workspace[job.ref.workspace].append(job)
+        work: list[Awaitable[None]] = []
+        for workspace, jobs in by_workspace.items():
+            listable = [job for job in jobs if job.ref not in self._absent_from_listing]
+            if self.tag is not None and listable:
+                work.append(self._read_by_listing(workspace, jobs))
+            else:
+                work.extend(self._read_one(job.ref) for job in jobs)
+        await _gather_bounded(work, self.options.concurrency)
+
+    async def _read_one(self, ref: JobRef) -> None:
+        snapshot = await self.source.get_job(ref)
+        self._emit_all(self.tracker.observe(ref, snapshot, self.clock.now()))
+
+    async def _read_by_listing(self, workspace: WorkspaceRef, due: list[JobState]) -> None:
+        assert self.tag is not None
+        listing = await self.source.list_jobs_by_tag(workspace, self.tag)
+        now = self.clock.now()
+        seen = set()
+        for snapshot in listing:
+            ref = JobRef(workspace, snapshot.name)
+            if ref in self.tracker.jobs:
+                seen.add(ref)
+                self._absent_from_listing.discard(ref)
+                self._emit_all(self.tracker.observe(ref, snapshot, now))
+        # A job the listing lacks (not tagged, or not created yet) is read by GET.
+        missing = [job.ref for job in due if job.ref not in seen]
+        self._absent_from_listing.update(missing)
+        await _gather_bounded([self._read_one(ref) for ref in missing], self.options.concurrency)
+
+    # -- ending -------------------------------------------------------------------------
+
+    async def _finish(self, interrupted: bool) -> WaitResult:
+        now = self.clock.now()
+        canceled: list[str] = []
+        # Only jobs still going are cancelled: at a fail-fast stop, at the deadline, or
+        # on an interrupt when asked (never by default: a restarted waiter must not kill
+        # training that is still wanted).
+        if interrupted:
+            wants_cancel = self.options.cancel_on_interrupt
+        else:
+            wants_cancel = self.options.cancel_remaining
+        if wants_cancel:
+            canceled = await self._cancel_unfinished()
+        self.tracker.close(self.clock.now())
+        outcome = self.tracker.outcome(interrupted=interrupted)
+        return WaitResult(
+            outcome=outcome,
+            jobs=list(self.tracker.jobs.values()),
+            requests=self.source.requests_sent,
+            started_at=self.started_at,
+            ended_at=now,
+            deadline=self.deadline.at,
+            canceled=canceled,
+            tag=self.tag,
+        )
+
+    async def _cancel_unfinished(self) -> list[str]:
+        canceled: list[str] = []
+
+        async def cancel(job: JobState) -> None:
+            if job.status in TERMINAL:
+                return
+            try:
+                await self.source.cancel_job(job.ref)
+            except Exception as error:  # reported, never fatal: the wait is ending anyway
+                self._emit(CancelSent(job, self.clock.now(), error=str(error)))
+                return
+            canceled.append(job.name)
+            self._emit(CancelSent(job, self.clock.now()))
+
+        await _gather_bounded(
+            [cancel(job) for job in self.tracker.unfinished()], self.options.concurrency
+        )
+        return sorted(canceled)
+
+
+async def _gather_bounded(work: Sequence[Awaitable[None]], limit: int) -> None:
+    """Run ``work`` at most ``limit`` at a time; the first error cancels the rest."""
+    if not work:
+        return
+    semaphore = asyncio.Semaphore(max(1, limit))
+
+    async def bounded(item: Awaitable[None]) -> None:
+        async with semaphore:
+            await item
+
+    tasks = [asyncio.ensure_future(bounded(item)) for item in work]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def wait_for_jobs(
+    jobs: Manifest | Iterable[JobRef],
+    *,
+    source: JobSource,
+    options: WaitOptions | None = None,
+    clock: Clock | None = None,
+    tag: str | None = None,
+    listener: Listener | None = None,
+) -> WaitResult:
+    """Wait until every job has ended (or the deadline passes) and say how it went.
+
+    ``jobs`` is a :class:`~amlwait.core.manifest.Manifest` (its tag is used) or job
+    references. The result's ``outcome`` is ``succeeded`` when every job Completed,
+    ``failed`` when any ended badly (even if others were still running at the deadline),
+    ``timed_out`` when the deadline passed with jobs unfinished, ``interrupted`` after
+    :meth:`Waiter.stop`.
+    """
+    if isinstance(jobs, Manifest):
+        tag = tag if tag is not None else jobs.tag
+        jobs = jobs.jobs
+    waiter = Waiter(jobs, source, options=options, clock=clock, tag=tag, listener=listener)
+    return await waiter.run()
+
+
+def wait_for_jobs_sync(
+    jobs: Manifest | Iterable[JobRef],
+    *,
+    source: JobSource,
+    options: WaitOptions | None = None,
+    clock: Clock | None = None,
+    tag: str | None = None,
+    listener: Listener | None = None,
+) -> WaitResult:
+    """:func:`wait_for_jobs` for code without an event loop."""
+    return asyncio.run(
+        wait_for_jobs(jobs, source=source, options=options, clock=clock, tag=tag, listener=listener)
+    )

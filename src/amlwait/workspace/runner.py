@@ -1,0 +1,373 @@
+"""The real workspace's compute: command jobs run as local processes.
+
+Every ``tick_seconds`` (0.1 s) the runner thread moves jobs along::
+
+    NotStarted → Queued → Starting → Running → Finalizing → Completed | Failed
+                   (waits for one of ``max_concurrent`` slots, like a cluster's nodes)
+    any of these → CancelRequested → Canceled   (the process group is killed)
+
+A job runs in ``DIR/runs/{sub}/{rg}/{ws}/{name}/`` as ``/bin/sh -c COMMAND``, stdout and
+stderr appended to ``user_logs/std_log.txt`` there, with ``AZUREML_RUN_ID``,
+``AZUREML_EXPERIMENT_NAME`` and the job's ``environmentVariables`` set. It gets its own
+session (process group), so a cancel kills everything it started: SIGTERM, then SIGKILL
+after ``KILL_GRACE_SECONDS`` if any process of the group is left; the job is Canceled once
+the group is gone (or SIGKILL was sent). When a job's command ends, whatever it left
+running in its group is killed, as a container's teardown would.
+
+Surviving a restart: the command runs under a tiny ``sh`` wrapper that writes the
+command's exit code to ``EXIT_CODE_FILE`` in the run directory, and the wrapper's pid
+(the process group id) is stored. A new runner on the same data dir watches the pids of
+jobs that were running; when one is gone it reads the exit-code file (no file: Failed,
+"ended without recording an exit code"). Queued and NotStarted jobs are simply picked up.
+
+``render_command`` is where the job's command becomes the shell line; it substitutes
+only literal inputs (``${{inputs.NAME}}``) for now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from amlwait.core.jobs import JobRef
+from amlwait.core.status import JobStatus
+from amlwait.workspace.store import JobStore, StoredJob
+
+logger = logging.getLogger(__name__)
+
+RUNS_DIR = "runs"
+LOG_FILE = Path("user_logs") / "std_log.txt"
+EXIT_CODE_FILE = ".amlwait-exit-code"
+KILL_GRACE_SECONDS = 2.0
+
+# $1 = the job's command, $2 = its run directory. The exit code lands in a file by an
+# atomic rename, so a reader never sees half of it.
+_WRAPPER = (
+    'cd -- "$2" || exit 127; '
+    '/bin/sh -c "$1"; code=$?; '
+    f'printf "%s\\n" "$code" > {EXIT_CODE_FILE}.tmp; '
+    f"mv -f {EXIT_CODE_FILE}.tmp {EXIT_CODE_FILE}; "
+    'exit "$code"'
+)
+
+_ACTIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
+_INPUT_REFERENCE = re.compile(r"\$\{\{\s*inputs\.([A-Za-z0-9_]+)\s*\}\}")
+
+STOPPED_MESSAGE = "The local workspace was stopped while the job ran."
+NO_EXIT_CODE_MESSAGE = (
+    "The job's process ended without recording an exit code (it was killed, or the "
+    "workspace lost track of it)."
+)
+
+
+def render_command(properties: Mapping[str, Any]) -> str:
+    """The shell line for a job: its command with literal ``${{inputs.NAME}}`` filled in."""
+    command = str(properties.get("command", ""))
+    inputs = properties.get("inputs") or {}
+
+    def literal(found: re.Match[str]) -> str:
+        value = inputs.get(found.group(1)) if isinstance(inputs, Mapping) else None
+        if isinstance(value, Mapping) and "value" in value:
+            return str(value["value"])
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        return found.group(0)
+
+    return _INPUT_REFERENCE.sub(literal, command)
+
+
+def run_directory(runs_root: Path, ref: JobRef) -> Path:
+    ws = ref.workspace
+    parts = (ws.subscription, ws.resource_group, ws.workspace, ref.name)
+    return runs_root.joinpath(*(_safe_segment(p) for p in parts))
+
+
+@dataclass
+class _Process:
+    seq: int
+    ref: JobRef
+    pid: int
+    run_dir: Path
+    kill_sent_at: float | None = None
+    killed: bool = False
+
+
+class Runner:
+    def __init__(
+        self,
+        store: JobStore,
+        data_dir: Path,
+        *,
+        max_concurrent: int = 2,
+        tick_seconds: float = 0.1,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
+        self.store = store
+        self.runs_root = Path(data_dir) / RUNS_DIR
+        self.max_concurrent = max_concurrent
+        self.tick_seconds = tick_seconds
+        self._processes: dict[int, _Process] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_dir(self, ref: JobRef) -> Path:
+        return run_directory(self.runs_root, ref)
+
+    def start(self) -> None:
+        self._recover()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="amlwait-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, kill_jobs: bool) -> None:
+        """Stop ticking; with ``kill_jobs`` kill running jobs (they become Canceled)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if not kill_jobs:
+            self._processes.clear()
+            return
+        processes = list(self._processes.values())
+        self._processes.clear()
+        for process in processes:
+            _signal_group(process.pid, signal.SIGTERM)
+        _wait_for(
+            lambda: not any(_is_running(p.pid) or _group_alive(p.pid) for p in processes),
+            KILL_GRACE_SECONDS,
+        )
+        for process in processes:
+            _signal_group(process.pid, signal.SIGKILL)
+        _wait_for(lambda: not any(_is_running(p.pid) for p in processes), 1.0)
+        for job in self.store.jobs_in((*_ACTIVE, JobStatus.CANCEL_REQUESTED.value)):
+            if job.pid is not None:
+                self.store.transition(
+                    job.seq, (job.status,), JobStatus.CANCELED.value, error=STOPPED_MESSAGE
+                )
+
+    def tick(self) -> None:
+        """One round of progress; the thread calls it, tests may too."""
+        self._watch()
+        self._finalize()
+        self._cancel()
+        self._queue()
+        self._admit()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("the local workspace runner failed a tick; it keeps going")
+            self._stop.wait(self.tick_seconds)
+
+    def _recover(self) -> None:
+        """Take over the jobs a previous runner on this data dir left behind."""
+        for job in self.store.jobs_in((*_ACTIVE, JobStatus.CANCEL_REQUESTED.value)):
+            if job.pid is not None:
+                self._processes[job.seq] = _Process(
+                    job.seq, job.ref, job.pid, self.run_dir(job.ref)
+                )
+            elif job.status == JobStatus.STARTING.value:
+                self.store.transition(job.seq, (job.status,), JobStatus.QUEUED.value)
+            elif job.status == JobStatus.RUNNING.value:
+                self.store.transition(
+                    job.seq, (job.status,), JobStatus.FINALIZING.value, error=NO_EXIT_CODE_MESSAGE
+                )
+
+    def _watch(self) -> None:
+        for seq, process in list(self._processes.items()):
+            running = _is_running(process.pid)
+            # Starting → Running even for a command that already ended, so a job shows
+            # every status of the progression for at least one tick.
+            if self.store.transition(seq, (JobStatus.STARTING.value,), JobStatus.RUNNING.value):
+                continue
+            if running:
+                continue
+            if (
+                process.kill_sent_at is not None
+                and not process.killed
+                and _group_alive(process.pid)
+            ):
+                continue  # the leader is gone, others ignore SIGTERM: _cancel sends SIGKILL
+            # Like a container's teardown: nothing the job started outlives it.
+            _signal_group(process.pid, signal.SIGKILL)
+            del self._processes[seq]
+            if self.store.status_of(seq) == JobStatus.CANCEL_REQUESTED.value:
+                self.store.transition(
+                    seq, (JobStatus.CANCEL_REQUESTED.value,), JobStatus.CANCELED.value
+                )
+                continue
+            exit_code = _read_exit_code(process.run_dir)
+            if exit_code is None:
+                error: str | None = NO_EXIT_CODE_MESSAGE
+            elif exit_code != 0:
+                error = f"The command exited with code {exit_code}."
+            else:
+                error = None
+            self.store.transition(
+                seq, _ACTIVE, JobStatus.FINALIZING.value, exit_code=exit_code, error=error
+            )
+
+    def _finalize(self) -> None:
+        for job in self.store.jobs_in((JobStatus.FINALIZING.value,)):
+            succeeded = job.exit_code == 0 and job.error is None
+            final = JobStatus.COMPLETED if succeeded else JobStatus.FAILED
+            self.store.transition(job.seq, (JobStatus.FINALIZING.value,), final.value)
+
+    def _cancel(self) -> None:
+        now = time.monotonic()
+        for job in self.store.jobs_in((JobStatus.CANCEL_REQUESTED.value,)):
+            process = self._processes.get(job.seq)
+            if process is None:
+                self.store.transition(
+                    job.seq, (JobStatus.CANCEL_REQUESTED.value,), JobStatus.CANCELED.value
+                )
+            elif process.kill_sent_at is None:
+                _signal_group(process.pid, signal.SIGTERM)
+                process.kill_sent_at = now
+            elif now - process.kill_sent_at > KILL_GRACE_SECONDS and not process.killed:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.killed = True
+
+    def _queue(self) -> None:
+        for job in self.store.jobs_in((JobStatus.NOT_STARTED.value,)):
+            self.store.transition(job.seq, (JobStatus.NOT_STARTED.value,), JobStatus.QUEUED.value)
+
+    def _admit(self) -> None:
+        free = self.max_concurrent - len(self._processes)
+        if free <= 0:
+            return
+        for job in self.store.jobs_in((JobStatus.QUEUED.value,))[:free]:
+            if self.store.transition(job.seq, (JobStatus.QUEUED.value,), JobStatus.STARTING.value):
+                self._launch(job)
+
+    def _launch(self, job: StoredJob) -> None:
+        run_dir = self.run_dir(job.ref)
+        try:
+            pid = _spawn(job, run_dir)
+        except OSError as exc:
+            self.store.transition(
+                job.seq,
+                (JobStatus.STARTING.value,),
+                JobStatus.FAILED.value,
+                error=f"The local workspace could not start the job: {exc}.",
+            )
+            return
+        self._processes[job.seq] = _Process(job.seq, job.ref, pid, run_dir)
+        self.store.transition(
+            job.seq, (JobStatus.STARTING.value,), JobStatus.STARTING.value, pid=pid
+        )
+
+
+def _spawn(job: StoredJob, run_dir: Path) -> int:
+    (run_dir / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    for stale in (run_dir / EXIT_CODE_FILE, run_dir / f"{EXIT_CODE_FILE}.tmp"):
+        stale.unlink(missing_ok=True)
+    properties = job.properties
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (properties.get("environmentVariables") or {}).items()})
+    env["AZUREML_RUN_ID"] = job.ref.name
+    env["AZUREML_EXPERIMENT_NAME"] = str(properties.get("experimentName") or "Default")
+    argv = ["/bin/sh", "-c", _WRAPPER, "amlwait-job", render_command(properties), str(run_dir)]
+    file_actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (
+            os.POSIX_SPAWN_OPEN,
+            1,
+            str(run_dir / LOG_FILE),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o644,
+        ),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    try:
+        return os.posix_spawn(argv[0], argv, env, file_actions=file_actions, setsid=True)
+    except NotImplementedError:  # no POSIX_SPAWN_SETSID: a new process group does as well
+        return os.posix_spawn(argv[0], argv, env, file_actions=file_actions, setpgroup=0)
+
+
+def _is_running(pid: int) -> bool:
+    """Whether the job whose group leader is ``pid`` still runs; reaps it if it is our child."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # started by an earlier process on this data dir
+    else:
+        return reaped == 0
+    if _PROC.is_dir():
+        stat = _proc_stat(_PROC / str(pid) / "stat")
+        # A recycled pid would not lead its own process group.
+        return stat is not None and stat[0] not in _DEAD and stat[2] == pid
+    try:
+        os.kill(pid, 0)
+        return os.getpgid(pid) == pid
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live process is in group ``pgid`` (zombies, which nobody may reap, not)."""
+    if _PROC.is_dir():
+        for entry in _PROC.iterdir():
+            if entry.name.isdigit():
+                stat = _proc_stat(entry / "stat")
+                if stat is not None and stat[2] == pgid and stat[0] not in _DEAD:
+                    return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+# Linux's /proc/PID/stat: "pid (comm) state ppid pgrp ...". Zombies and dead processes
+# hold no resources and are ignored: a container's init may never reap them.
+_PROC = Path("/proc")
+_DEAD = frozenset({"Z", "X", "x"})
+
+
+def _proc_stat(path: Path) -> tuple[str, int, int] | None:
+    try:
+        fields = path.read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1]), int(fields[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _wait_for(done: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def _read_exit_code(run_dir: Path) -> int | None:
+    try:
+        return int((run_dir / EXIT_CODE_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _safe_segment(part: str) -> str:
+    """A path segment that cannot climb out of the runs directory."""
+    quoted = quote(part, safe="-_.~@+=,")
+    return quoted.replace(".", "%2E") if set(quoted) <= {"."} else quoted

@@ -1,0 +1,285 @@
+"""The real workspace's jobs, in SQLite (``DIR/workspace.db``), shared by server and runner.
+
+One connection guarded by one lock, so the HTTP server thread and the runner thread can
+both use the store; every status change the runner makes is conditional on the status it
+expects (``transition``), so a cancel arriving between two runner ticks is never lost.
+
+The store answers the app as a :class:`~.backend.Backend`. A ``$skipToken`` is the
+sequence number of the last job of the previous page: paging stays stable while jobs are
+added, and the order is creation order.
+
+Columns the runner owns: ``pid`` (process group leader of a running job), ``exit_code``
+and ``error``. A cancel operation is a row of ``operations`` naming the job; it is done
+when the job's status is terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amlwait.core.clock import Clock, SystemClock
+from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.status import TERMINAL, JobStatus
+from amlwait.workspace.backend import CancelOutcome, CancelResult, ListPage, ListQuery
+from amlwait.workspace.document import (
+    JobView,
+    new_job_properties,
+    updated_job_properties,
+)
+from amlwait.workspace.errors import ArmError
+
+DATABASE_NAME = "workspace.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription TEXT NOT NULL,
+    resource_group TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    modified_at REAL NOT NULL,
+    pid INTEGER,
+    exit_code INTEGER,
+    error TEXT,
+    UNIQUE (subscription, resource_group, workspace, name)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY,
+    job_seq INTEGER NOT NULL REFERENCES jobs (seq),
+    created_at REAL NOT NULL
+);
+"""
+
+_COLUMNS = (
+    "seq, subscription, resource_group, workspace, name, properties, status, "
+    "created_at, modified_at, pid, exit_code, error"
+)
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    seq: int
+    ref: JobRef
+    properties: dict[str, Any]
+    status: str
+    created_at: float
+    modified_at: float
+    pid: int | None
+    exit_code: int | None
+    error: str | None
+
+    def view(self) -> JobView:
+        return JobView(
+            ref=self.ref,
+            properties=self.properties,
+            status=self.status,
+            created_at=self.created_at,
+            modified_at=self.modified_at,
+            exit_code=self.exit_code,
+            error=self.error,
+        )
+
+
+class JobStore:
+    def __init__(self, data_dir: Path, *, clock: Clock | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._clock: Clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.data_dir / DATABASE_NAME, check_same_thread=False, isolation_level=None
+        )
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            found = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if found is None:
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(found[0]) != SCHEMA_VERSION:
+                raise ValueError(
+                    f"{self.data_dir / DATABASE_NAME} has schema version {found[0]}; "
+                    f"this amlwait reads version {SCHEMA_VERSION}"
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    # -- Backend ---------------------------------------------------------------------------
+
+    def get_job(self, ref: JobRef) -> JobView | None:
+        job = self.find(ref)
+        return job.view() if job else None
+
+    def list_jobs(self, workspace: WorkspaceRef, query: ListQuery) -> ListPage:
+        after = _parse_skip_token(query.skip_token)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE subscription=? AND resource_group=? "
+                "AND workspace=? AND seq>? ORDER BY seq",
+                (workspace.subscription, workspace.resource_group, workspace.workspace, after),
+            ).fetchall()
+        shown: list[StoredJob] = []
+        for row in rows:
+            job = _job(row)
+            if query.shows(job.view()):
+                shown.append(job)
+                if len(shown) > query.page_size:
+                    break
+        page = shown[: query.page_size]
+        more = len(shown) > query.page_size
+        return ListPage([j.view() for j in page], str(page[-1].seq) if more else None)
+
+    def put_job(self, ref: JobRef, properties: Mapping[str, Any]) -> tuple[JobView, bool]:
+        now = self.now()
+        with self._lock:
+            row = self._select_one(ref)
+            if row is None:
+                stored = new_job_properties(ref.name, properties)
+                self._db.execute(
+                    "INSERT INTO jobs (subscription, resource_group, workspace, name, "
+                    "properties, status, created_at, modified_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (*_key(ref), json.dumps(stored), JobStatus.NOT_STARTED.value, now, now),
+                )
+                created = True
+            else:
+                stored = updated_job_properties(ref.name, _job(row).properties, properties)
+                self._db.execute(
+                    "UPDATE jobs SET properties=?, modified_at=? WHERE seq=?",
+                    (json.dumps(stored), now, row[0]),
+                )
+                created = False
+            job = _job(self._select_one(ref))
+        return job.view(), created
+
+    def cancel_job(self, ref: JobRef) -> CancelResult:
+        now = self.now()
+        with self._lock:
+            row = self._select_one(ref)
+            if row is None:
+                return CancelResult(CancelOutcome.NOT_FOUND)
+            job = _job(row)
+            if job.status in TERMINAL:
+                return CancelResult(CancelOutcome.ALREADY_TERMINAL)
+            if job.status != JobStatus.CANCEL_REQUESTED.value:
+                self._db.execute(
+                    "UPDATE jobs SET status=?, modified_at=? WHERE seq=?",
+                    (JobStatus.CANCEL_REQUESTED.value, now, job.seq),
+                )
+            operation_id = str(uuid.uuid4())
+            self._db.execute(
+                "INSERT INTO operations (id, job_seq, created_at) VALUES (?,?,?)",
+                (operation_id, job.seq, now),
+            )
+        return CancelResult(CancelOutcome.ACCEPTED, operation_id)
+
+    def operation_done(self, operation_id: str) -> bool | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT jobs.status FROM operations JOIN jobs ON jobs.seq = operations.job_seq "
+                "WHERE operations.id=?",
+                (operation_id,),
+            ).fetchone()
+        return None if row is None else row[0] in TERMINAL
+
+    # -- for the runner --------------------------------------------------------------------
+
+    def find(self, ref: JobRef) -> StoredJob | None:
+        with self._lock:
+            row = self._select_one(ref)
+        return _job(row) if row else None
+
+    def jobs_in(self, statuses: Iterable[str]) -> list[StoredJob]:
+        wanted = list(statuses)
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({marks}) ORDER BY seq", wanted
+            ).fetchall()
+        return [_job(row) for row in rows]
+
+    def status_of(self, seq: int) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT status FROM jobs WHERE seq=?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def transition(
+        self,
+        seq: int,
+        expected: Iterable[str],
+        status: str,
+        *,
+        pid: int | None = None,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Set ``status`` (and any given field) if the job's status is one of ``expected``."""
+        sets = ["status=?", "modified_at=?"]
+        values: list[Any] = [status, self.now()]
+        for column, value in (("pid", pid), ("exit_code", exit_code), ("error", error)):
+            if value is not None:
+                sets.append(f"{column}=?")
+                values.append(value)
+        wanted = list(expected)
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            cursor = self._db.execute(
+                f"UPDATE jobs SET {', '.join(sets)} WHERE seq=? AND status IN ({marks})",
+                (*values, seq, *wanted),
+            )
+            return cursor.rowcount == 1
+
+    def _select_one(self, ref: JobRef) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE subscription=? AND resource_group=? "
+            "AND workspace=? AND name=?",
+            _key(ref),
+        ).fetchone()
+        return row
+
+
+def _key(ref: JobRef) -> tuple[str, str, str, str]:
+    ws = ref.workspace
+    return ws.subscription, ws.resource_group, ws.workspace, ref.name
+
+
+def _job(row: tuple[Any, ...] | None) -> StoredJob:
+    assert row is not None
+    seq, sub, rg, ws, name, properties, status, created, modified, pid, exit_code, error = row
+    return StoredJob(
+        seq=seq,
+        ref=JobRef(WorkspaceRef(sub, rg, ws), name),
+        properties=json.loads(properties),
+        status=status,
+        created_at=created,
+        modified_at=modified,
+        pid=pid,
+        exit_code=exit_code,
+        error=error,
+    )
+
+
+def _parse_skip_token(token: str | None) -> int:
+    if token is None:
+        return 0
+    if not token.isdigit():
+        raise ArmError(400, "UserError", f"The $skipToken {token!r} is not valid.")
+    return int(token)

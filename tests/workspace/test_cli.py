@@ -1,0 +1,94 @@
+"""``amlwait workspace serve``: bad options are one line and exit 2; serving stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from amlwait.workspace.cli import workspace
+from tests.workspace.helpers import arm_client, get, job_path
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "notaport"], "--port"),
+        (["--port", "70000"], "--port"),
+        (["--max-concurrent", "0"], "--max-concurrent"),
+        (["--no-such-option"], "--no-such-option"),
+        (["--host", "0.0.0.0"], "not a loopback address"),
+        (["--tls-cert", "{cert}"], "--tls-cert and --tls-key go together"),
+        (["--tls-cert", "missing.pem", "--tls-key", "missing.pem"], "--tls-cert"),
+        (["--tls-cert", "{cert}", "--tls-key", "{cert}"], "cannot start the local workspace"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not really a certificate")
+    args = [a.replace("{cert}", str(cert)) for a in args]
+
+    result = CliRunner().invoke(
+        workspace, ["serve", "--data", str(tmp_path / "data"), "--port", "0", *args]
+    )
+
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert expected in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
+    source_root = Path(__file__).resolve().parents[2] / "src"
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{source_root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    env.pop("AMLWAIT_WORKSPACE_TOKEN", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from amlwait.workspace.cli import workspace; workspace()",
+            "serve",
+            "--port",
+            "0",
+            "--data",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    timer = threading.Timer(20, process.kill)
+    timer.start()
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        endpoint = line.split("AMLWAIT_ARM_ENDPOINT=")[1].split()[0]
+        with arm_client(endpoint) as client:
+            answered = get(client, job_path("absent"))
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            process.kill()
+
+    assert "any bearer token works" in line
+    assert "AMLWAIT_ACCESS_TOKEN=" in line
+    assert httpx.URL(endpoint).host == "127.0.0.1"
+    assert answered.status_code == 404
+    assert process.returncode == 0
+    assert "Traceback" not in stderr

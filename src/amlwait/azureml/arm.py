@@ -232,15 +232,8 @@ class ArmJobSource:
     # -- the seam -----------------------------------------------------------------------
 
     async def get_job(self, ref: JobRef) -> JobSnapshot | None:
-        response = await self._send(
-            "GET",
-            self._jobs_url(ref.workspace, ref.name),
-            params={"api-version": self.api_version},
-            job=ref.name,
-        )
-        if response.status_code == 404:
-            return None
-        return parse_job(response.json())
+        body = await self.get_job_definition(ref)
+        return None if body is None else parse_job(body)
 
     async def list_jobs_by_tag(self, workspace: WorkspaceRef, tag: str) -> list[JobSnapshot]:
         jobs: list[JobSnapshot] = []

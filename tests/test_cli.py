@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,3 +245,32 @@ def test_help_does_not_import_the_azure_sdks_or_http_stack() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="util-linux 'script' (a pty) is missing")
+def test_on_a_terminal_a_live_table_is_drawn_then_the_summary(workspace, tmp_path) -> None:
+    workspace.add_job(WS, "J", [(0, "Running"), (1.0, "Completed")])
+    path = manifest(tmp_path, {"jobs": ["J"]})
+    command = " ".join(["amlwait", "wait", path, *FAST])
+    result = subprocess.run(
+        [
+            "script",
+            "-qec",
+            f"{sys.executable} -m {command.replace('amlwait ', 'amlwait ', 1)}",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "AMLWAIT_ARM_ENDPOINT": workspace.endpoint,
+            "AZURE_SUBSCRIPTION_ID": WS.subscription,
+            "AZURE_RESOURCE_GROUP": WS.resource_group,
+            "AZUREML_WORKSPACE_NAME": WS.workspace,
+            "TF_BUILD": "",
+        },
+    )
+    assert result.returncode == 0, result.stdout
+    assert "\x1b[" in result.stdout, "a terminal gets Rich's live table"
+    assert "succeeded: 1 jobs — 1 succeeded" in result.stdout

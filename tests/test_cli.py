@@ -251,12 +251,12 @@ def test_help_does_not_import_the_azure_sdks_or_http_stack() -> None:
 def test_on_a_terminal_a_live_table_is_drawn_then_the_summary(workspace, tmp_path) -> None:
     workspace.add_job(WS, "J", [(0, "Running"), (1.0, "Completed")])
     path = manifest(tmp_path, {"jobs": ["J"]})
-    command = " ".join(["amlwait", "wait", path, *FAST])
+    command = " ".join([sys.executable, "-m", "amlwait", "wait", path, *FAST])
     result = subprocess.run(
         [
             "script",
             "-qec",
-            f"{sys.executable} -m {command.replace('amlwait ', 'amlwait ', 1)}",
+            command,
             "/dev/null",
         ],
         capture_output=True,

@@ -10,59 +10,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from amlwait.core.jobs import WorkspaceRef
 from amlwait.workspace import ScriptedWorkspace
-
-WS = WorkspaceRef("sub-1", "rg-1", "ws-1")
-FAST = ["--poll-interval", "0.05s", "--max-poll-interval", "0.2s"]
-SECRET = "s3cr3t-token-value"
+from tests.helpers import FAST, SECRET, WS, amlwait, manifest
 
 
 @pytest.fixture
-def workspace() -> Iterator[ScriptedWorkspace]:
-    with ScriptedWorkspace(page_size=2, cancel_retry_after=0.05) as scripted:
-        yield scripted
-
-
-def amlwait(
-    *args: str,
-    endpoint: str | None = None,
-    stdin: str | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 60,
-) -> subprocess.CompletedProcess[str]:
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "AMLWAIT", "TF_BUILD"))
-    }
-    environment.update(
-        {
-            "AZURE_SUBSCRIPTION_ID": WS.subscription,
-            "AZURE_RESOURCE_GROUP": WS.resource_group,
-            "AZUREML_WORKSPACE_NAME": WS.workspace,
-        }
-    )
-    if endpoint:
-        environment["AMLWAIT_ARM_ENDPOINT"] = endpoint
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "amlwait", *args],
-        input=stdin,
-        text=True,
-        capture_output=True,
-        env=environment,
-        timeout=timeout,
-    )
-
-
-def manifest(tmp_path: Path, document: object) -> str:
-    path = tmp_path / "training_jobs.json"
-    path.write_text(json.dumps(document))
-    return str(path)
+def workspace(realtime_workspace: ScriptedWorkspace) -> ScriptedWorkspace:
+    return realtime_workspace
 
 
 def test_all_completed_exits_0_with_lines_and_a_summary(workspace, tmp_path) -> None:

@@ -153,6 +153,30 @@ def cli(ctx: click.Context, debug: bool) -> None:
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the result as JSON.")
 @click.option(
+    "--junit",
+    "junit_path",
+    metavar="FILE",
+    help="Write JUnit XML (one test case per job) for PublishTestResults@2.",
+)
+@click.option(
+    "--summary",
+    "summary_path",
+    metavar="FILE",
+    help="Write a Markdown summary (uploaded to the run's summary tab in a pipeline).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    metavar="FILE",
+    help="Write a self-contained HTML report with a timeline of every job.",
+)
+@click.option(
+    "--azure-devops/--no-azure-devops",
+    "azure_devops",
+    default=None,
+    help="Speak Azure Pipelines logging commands (default: when TF_BUILD=True).",
+)
+@click.option(
     "--max-requests-per-second",
     type=float,
     default=10.0,
@@ -216,6 +240,11 @@ def _attach_workspace_group() -> None:
 
 
 _attach_workspace_group()
+
+from amlwait.devops.render_cli import matrix, render  # noqa: E402
+
+cli.add_command(render)
+cli.add_command(matrix)
 
 
 def main(argv: list[str] | None = None) -> None:

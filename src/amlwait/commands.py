@@ -20,6 +20,7 @@ from amlwait.core.manifest import Manifest
 from amlwait.core.policy import PollPolicy
 from amlwait.core.status import TERMINAL
 from amlwait.core.tracker import BatchOutcome
+from amlwait.devops.reporter import AzureDevOpsReporter, in_pipeline
 from amlwait.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -107,8 +108,47 @@ def run_with_signals(
     return asyncio.run(runner())
 
 
+def write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(result: WaitResult, paths: dict[str, Path | None]) -> None:
+    """The report files asked for; each written whole or not at all."""
+    json_path = paths.get("json")
+    if json_path is not None:
+        write_json_atomically(json_path, result.to_json())
+    renderers: dict[str, Callable[[WaitResult], str]] = {}
+    if paths.get("junit") is not None:
+        from amlwait.devops.junit import render_junit
+
+        renderers["junit"] = render_junit
+    if paths.get("summary") is not None:
+        from amlwait.devops.summary import render_summary
+
+        renderers["summary"] = render_summary
+    if paths.get("html") is not None:
+        from amlwait.devops.html import render_html
+
+        renderers["html"] = render_html
+    for kind, render in renderers.items():
+        path = paths[kind]
+        assert path is not None
+        write_text_atomically(path, render(result))
+
+
 def run_wait(manifest_path: str, **options: Any) -> int:
-    json_path = check_output_path("--json", options.get("json_path"))
+    paths: dict[str, Path | None] = {
+        kind: check_output_path(f"--{kind}", options.get(f"{kind}_path"))
+        for kind in ("json", "junit", "summary", "html")
+    }
     manifest = _manifest(manifest_path, options)
     try:
         policy = PollPolicy(
@@ -130,16 +170,30 @@ def run_wait(manifest_path: str, **options: Any) -> int:
         cancel_remaining=options["cancel_remaining"],
         cancel_on_interrupt=options["cancel_on_interrupt"],
     )
-    live = sys.stdout.isatty() and os.environ.get("TF_BUILD", "").lower() != "true"
+    devops = options.get("azure_devops")
+    if devops is None:
+        devops = in_pipeline()
+    live = sys.stdout.isatty() and not devops
     reporter: PlainReporter | LiveReporter = (
         LiveReporter(sys.stdout) if live else PlainReporter(sys.stdout)
     )
+    pipeline = AzureDevOpsReporter(sys.stdout) if devops else None
+    if pipeline is not None and paths["summary"] is None:
+        # The run's summary tab is the point of a pipeline run: always have one.
+        folder = os.environ.get("AGENT_TEMPDIRECTORY") or tempfile.gettempdir()
+        paths["summary"] = Path(folder) / f"amlwait-summary-{os.getpid()}.md"
+
+    def listener(event: Any) -> None:
+        if pipeline is not None:
+            pipeline(event)
+        reporter(event)
+
     holder: dict[str, Waiter] = {}
 
     async def main() -> WaitResult:
         async with _source(options, budget) as source:
             waiter = Waiter(
-                manifest.jobs, source, options=wait_options, tag=manifest.tag, listener=reporter
+                manifest.jobs, source, options=wait_options, tag=manifest.tag, listener=listener
             )
             holder["waiter"] = waiter
             return await waiter.run()
@@ -150,8 +204,10 @@ def run_wait(manifest_path: str, **options: Any) -> int:
 
     result = run_with_signals(main, on_signal)
     reporter.finish(result)
-    if json_path is not None:
-        write_json_atomically(json_path, result.to_json())
+    write_reports(result, paths)
+    if pipeline is not None:
+        summary = paths["summary"]
+        pipeline.finish(result, str(summary) if summary is not None else None)
     unfinished = [job for job in result.jobs if not job.finished]
     if result.outcome is BatchOutcome.INTERRUPTED:
         if result.canceled:

@@ -1,0 +1,142 @@
+"""What ``amlwait wait`` tells an Azure Pipelines agent, besides its plain lines.
+
+Active when ``TF_BUILD=True`` (set on every agent) or with ``--azure-devops``:
+
+- ``##[section]`` at the start (how many jobs, which workspaces, the deadline), the job
+  list inside a ``##[group]``, and a warning when the deadline lies beyond what a
+  Microsoft-hosted agent allows (60 minutes free, 360 paid);
+- ``##vso[task.setprogress]`` with the share of jobs finished, whenever it changes;
+- ``##vso[task.logissue type=error]`` per job that ends badly (status, reason, Studio
+  link) and ``type=warning`` for stalls, NotResponding and Unknown;
+- at the end, output variables (``isoutput=true``) — ``outcome``, ``total``,
+  ``succeeded``, ``failed``, ``canceled``, ``notFound``, ``unfinished``,
+  ``failedJobs`` (comma-separated) — and ``##vso[task.uploadsummary]`` of the Markdown
+  summary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from amlwait.core.duration import format_duration
+from amlwait.core.status import Outcome
+from amlwait.core.tracker import JobFinished, Warning_
+from amlwait.devops import vso
+from amlwait.waiter import Tick, WaitResult, WaitStarted
+
+HOSTED_FREE_MINUTES = 60
+HOSTED_PAID_MINUTES = 360
+
+
+def in_pipeline(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("TF_BUILD", "").lower() == "true"
+
+
+def looks_hosted(environ: Mapping[str, str] | None = None) -> bool | None:
+    """True on a Microsoft-hosted agent, False on a self-hosted one, None when unknown."""
+    env = os.environ if environ is None else environ
+    name = env.get("AGENT_NAME")
+    if name is None:
+        return None
+    return name.startswith(("Hosted Agent", "Azure Pipelines", "Hosted"))
+
+
+def output_variables(result: WaitResult) -> dict[str, str]:
+    counts = Counter(job.outcome.value if job.outcome else "unfinished" for job in result.jobs)
+    bad = [job.name for job in result.jobs if job.outcome is not None and job.outcome.is_bad]
+    return {
+        "outcome": result.outcome.value,
+        "total": str(len(result.jobs)),
+        "succeeded": str(counts[Outcome.SUCCEEDED.value]),
+        "failed": str(counts[Outcome.FAILED.value]),
+        "canceled": str(counts[Outcome.CANCELED.value]),
+        "notFound": str(counts[Outcome.NOT_FOUND.value]),
+        "unfinished": str(counts[Outcome.UNFINISHED.value]),
+        "failedJobs": ",".join(bad),
+    }
+
+
+class AzureDevOpsReporter:
+    """Logging commands for the agent; pair it with the plain line reporter."""
+
+    def __init__(self, out: TextIO, environ: Mapping[str, str] | None = None) -> None:
+        self.out = out
+        self.environ = dict(os.environ if environ is None else environ)
+        self._progress = -1
+
+    def emit(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, WaitStarted):
+            self._started(event)
+        elif isinstance(event, Tick):
+            percent = int(100 * event.finished / event.total) if event.total else 100
+            if percent != self._progress:
+                self._progress = percent
+                self.emit(
+                    vso.set_progress(percent, f"{event.finished} of {event.total} jobs finished")
+                )
+        elif isinstance(event, JobFinished) and event.outcome.is_bad:
+            job = event.job
+            detail = f" ({job.reason})" if job.reason else ""
+            status = job.status or "not found"
+            self.emit(
+                vso.log_issue(
+                    "error", f"{job.name} ended {status}{detail}: {job.link}", code="amlwait.job"
+                )
+            )
+        elif isinstance(event, Warning_):
+            self.emit(
+                vso.log_issue(
+                    "warning", f"{event.message}: {event.job.link}", code=f"amlwait.{event.kind}"
+                )
+            )
+
+    def _started(self, event: WaitStarted) -> None:
+        where = ", ".join(str(w) for w in event.workspaces)
+        tag = f", listed by tag {event.tag}" if event.tag else ""
+        left = event.deadline - event.at
+        self.emit(
+            vso.formatting(
+                "section",
+                f"amlwait: waiting for {len(event.jobs)} jobs in {where}{tag}; "
+                f"deadline in {format_duration(left)}",
+            )
+        )
+        self.emit(vso.formatting("group", f"Jobs ({len(event.jobs)})"))
+        for job in event.jobs:
+            self.emit(f"{job.name}  {job.ref.workspace}")
+        self.emit(vso.formatting("endgroup", ""))
+        hosted = looks_hosted(self.environ)
+        minutes = left / 60
+        if hosted and minutes > HOSTED_FREE_MINUTES:
+            self.emit(
+                vso.log_issue(
+                    "warning",
+                    f"the deadline is {format_duration(left)} away but Microsoft-hosted agents "
+                    f"stop jobs after {HOSTED_FREE_MINUTES} min (free) or "
+                    f"{HOSTED_PAID_MINUTES} min "
+                    "(paid): set --timeout below the job's timeoutInMinutes, or wait agentlessly",
+                    code="amlwait.deadline",
+                )
+            )
+        elif hosted is None and minutes > HOSTED_PAID_MINUTES:
+            self.emit(
+                vso.log_issue(
+                    "warning",
+                    f"the deadline is {format_duration(left)} away; on a Microsoft-hosted agent "
+                    f"the job stops after {HOSTED_FREE_MINUTES}/{HOSTED_PAID_MINUTES} min",
+                    code="amlwait.deadline",
+                )
+            )
+
+    def finish(self, result: WaitResult, summary_path: str | None) -> None:
+        for name, value in output_variables(result).items():
+            self.emit(vso.set_variable(name, value))
+        if summary_path is not None:
+            self.emit(vso.upload_summary(os.path.abspath(summary_path)))

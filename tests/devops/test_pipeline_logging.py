@@ -1,0 +1,135 @@
+"""What an Azure Pipelines agent reads from ``amlwait wait``: logging commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from amlwait.devops import vso
+from amlwait.workspace import ScriptedWorkspace
+from tests.helpers import WS, amlwait, manifest
+
+
+@pytest.fixture
+def workspace(realtime_workspace: ScriptedWorkspace) -> ScriptedWorkspace:
+    return realtime_workspace
+
+
+NASTY = "a;b]c%d\re\nf%AZP25 ;]%0A"
+
+
+def unescape(text: str) -> str:
+    """The agent's decoding of an escaped value (the reverse of the documented rules)."""
+    for escaped, raw in (("%3B", ";"), ("%0D", "\r"), ("%0A", "\n"), ("%5D", "]"), ("%AZP25", "%")):
+        text = text.replace(escaped, raw)
+    return text
+
+
+def parse(line: str) -> tuple[str, dict[str, str], str]:
+    match = re.fullmatch(r"##vso\[(\S+)(?: ([^\]]*))?\](.*)", line)
+    assert match, line
+    properties = {}
+    for part in (match.group(2) or "").split(";"):
+        if part:
+            key, _, value = part.partition("=")
+            properties[key] = unescape(value)
+    return match.group(1), properties, unescape(match.group(3))
+
+
+def test_values_and_messages_survive_escaping() -> None:
+    line = vso.log_issue("error", NASTY, code=NASTY)
+    assert "\n" not in line and "\r" not in line
+    name, properties, message = parse(line)
+    assert (name, properties["type"], properties["code"], message) == (
+        "task.logissue",
+        "error",
+        NASTY,
+        NASTY,
+    )
+
+
+def test_a_message_keeps_semicolons_and_brackets_unescaped() -> None:
+    assert vso.log_issue("warning", "a;b]") == "##vso[task.logissue type=warning]a;b]"
+    assert vso.set_progress(140, "x") == "##vso[task.setprogress value=100;]x"
+
+
+def test_a_variable_value_round_trips() -> None:
+    _, properties, value = parse(vso.set_variable("failedJobs", NASTY))
+    assert properties == {"variable": "failedJobs", "isoutput": "true"}
+    assert value == NASTY
+
+
+def test_a_failed_wait_in_a_pipeline_speaks_to_the_agent(workspace, tmp_path: Path) -> None:
+    workspace.add_job(WS, "GOOD", [(0, "Running"), (0.3, "Completed")])
+    workspace.add_job(WS, "BAD", [(0, "Running"), (0.3, "Failed")])
+    result = amlwait(
+        "wait",
+        manifest(tmp_path, {"jobs": ["GOOD", "BAD"]}),
+        "--poll-interval",
+        "0.05s",
+        "--max-poll-interval",
+        "0.2s",
+        endpoint=workspace.endpoint,
+        env={
+            "TF_BUILD": "True",
+            "AGENT_TEMPDIRECTORY": str(tmp_path),
+            "AGENT_NAME": "Azure Pipelines 2",
+        },
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("##[section]amlwait: waiting for 2 jobs in sub-1/rg-1/ws-1")
+    assert "##[group]Jobs (2)" in lines and "##[endgroup]" in lines
+    deadline = [
+        parse(line) for line in lines if line.startswith("##vso[task.logissue type=warning")
+    ]
+    assert any("Microsoft-hosted agents" in message for _, _, message in deadline)
+    progress = [
+        parse(line)[1]["value"] for line in lines if line.startswith("##vso[task.setprogress")
+    ]
+    assert progress[-1] == "100"
+    errors = [parse(line) for line in lines if line.startswith("##vso[task.logissue type=error")]
+    assert len(errors) == 1
+    assert errors[0][2].startswith("BAD ended Failed: https://ml.azure.com/runs/BAD?wsid=")
+    variables = {
+        parse(line)[1]["variable"]: parse(line)[2]
+        for line in lines
+        if line.startswith("##vso[task.setvariable")
+    }
+    assert variables == {
+        "outcome": "failed",
+        "total": "2",
+        "succeeded": "1",
+        "failed": "1",
+        "canceled": "0",
+        "notFound": "0",
+        "unfinished": "0",
+        "failedJobs": "BAD",
+    }
+    uploads = [parse(line)[2] for line in lines if line.startswith("##vso[task.uploadsummary]")]
+    assert len(uploads) == 1 and Path(uploads[0]).is_absolute()
+    assert "BAD" in Path(uploads[0]).read_text()
+
+
+def test_outside_a_pipeline_no_logging_commands_are_printed(workspace, tmp_path: Path) -> None:
+    workspace.add_job(WS, "J", [(0, "Completed")])
+    result = amlwait("wait", manifest(tmp_path, {"jobs": ["J"]}), endpoint=workspace.endpoint)
+    assert result.returncode == 0
+    assert "##vso" not in result.stdout and "##[" not in result.stdout
+
+
+@pytest.mark.parametrize("flag", ["--azure-devops"])
+def test_the_flag_turns_logging_commands_on(workspace, tmp_path: Path, flag: str) -> None:
+    workspace.add_job(WS, "J", [(0, "Completed")])
+    result = amlwait(
+        "wait",
+        manifest(tmp_path, {"jobs": ["J"]}),
+        flag,
+        "--summary",
+        str(tmp_path / "s.md"),
+        endpoint=workspace.endpoint,
+    )
+    assert result.returncode == 0
+    assert f"##vso[task.uploadsummary]{tmp_path / 's.md'}" in result.stdout

@@ -153,6 +153,19 @@ def cli(ctx: click.Context, debug: bool) -> None:
 )
 @click.option("--json", "json_path", metavar="FILE", help="Write the result as JSON.")
 @click.option(
+    "--retries",
+    type=click.IntRange(0, 20),
+    default=0,
+    show_default=True,
+    help="Resubmit a job that ends Failed (never Canceled) up to N times as NAME_r2, _r3…",
+)
+@click.option(
+    "--update-manifest",
+    "update_manifest",
+    metavar="FILE",
+    help="With --retries: rewrite this manifest (atomically) to name the newest attempts.",
+)
+@click.option(
     "--junit",
     "junit_path",
     metavar="FILE",

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from amlwait.azureml.arm import ArmJobSource
 from amlwait.console import LiveReporter, PlainReporter
 from amlwait.core.budget import RequestBudget
+from amlwait.core.jobs import JobRef
 from amlwait.core.manifest import Manifest
 from amlwait.core.policy import PollPolicy
 from amlwait.core.status import TERMINAL
@@ -169,7 +170,15 @@ def run_wait(manifest_path: str, **options: Any) -> int:
         fail_fast=options["fail_fast"],
         cancel_remaining=options["cancel_remaining"],
         cancel_on_interrupt=options["cancel_on_interrupt"],
+        retries=options.get("retries", 0),
     )
+    update_path = check_output_path("--update-manifest", options.get("update_manifest"))
+
+    def on_retry(current: list[JobRef]) -> None:
+        if update_path is not None:
+            renamed = Manifest(jobs=tuple(current), tag=manifest.tag, source=str(update_path))
+            write_json_atomically(update_path, renamed.to_document())
+
     devops = options.get("azure_devops")
     if devops is None:
         devops = in_pipeline()
@@ -193,7 +202,12 @@ def run_wait(manifest_path: str, **options: Any) -> int:
     async def main() -> WaitResult:
         async with _source(options, budget) as source:
             waiter = Waiter(
-                manifest.jobs, source, options=wait_options, tag=manifest.tag, listener=listener
+                manifest.jobs,
+                source,
+                options=wait_options,
+                tag=manifest.tag,
+                listener=listener,
+                on_retry=on_retry,
             )
             holder["waiter"] = waiter
             return await waiter.run()

@@ -16,7 +16,14 @@ from typing import Any, TextIO
 
 from amlwait.core.duration import format_duration
 from amlwait.core.status import Outcome
-from amlwait.core.tracker import JobFinished, JobMissing, JobState, StatusChanged, Warning_
+from amlwait.core.tracker import (
+    JobFinished,
+    JobMissing,
+    JobRetried,
+    JobState,
+    StatusChanged,
+    Warning_,
+)
 from amlwait.waiter import CancelSent, Tick, WaitResult, WaitStarted
 
 HEARTBEAT_SECONDS = 300.0
@@ -121,6 +128,12 @@ class PlainReporter:
                 self.say(f"{event.job.name}  {event.old} -> {event.new}{took}", event.at)
         elif isinstance(event, JobFinished) and event.job.reason:
             self.say(f"{event.job.name}  {event.outcome.value}: {event.job.reason}", event.at)
+        elif isinstance(event, JobRetried):
+            self.say(
+                f"{event.old.name}  Failed -> retried as {event.new.name} "
+                f"(attempt {event.new.attempt})",
+                event.at,
+            )
         elif isinstance(event, JobMissing):
             self.say(f"{event.job.name}  not found yet; still looking", event.at)
         elif isinstance(event, Warning_):

@@ -55,6 +55,7 @@ class _FakeJob:
     timeline: list[tuple[float, str | None]]
     tags: dict[str, str] = field(default_factory=dict)
     canceled_at: float | None = None
+    offset: float = 0.0  # seconds after the fake's start that the timeline begins
 
 
 class FakeJobSource:
@@ -79,6 +80,7 @@ class FakeJobSource:
         self.cancel_takes = cancel_takes
         self._throttle = Throttle(clock, budget) if budget is not None else None
         self._jobs: dict[JobRef, _FakeJob] = {}
+        self._retry_timelines: dict[str, list[tuple[float, str | None]]] = {}
         self.requests: list[FakeRequest] = []
 
     # -- scripting ----------------------------------------------------------------------
@@ -95,6 +97,11 @@ class FakeJobSource:
         self._jobs[ref] = _FakeJob(ref, list(timeline), dict(tags or {}))
         return ref
 
+    def on_resubmit(self, name: str, timeline: Timeline) -> None:
+        """How the job ``name`` (a retry, e.g. ``X_r2``) behaves once it is resubmitted;
+        its timeline starts when it is created. Default: Queued, Completed after 10 min."""
+        self._retry_timelines[name] = list(timeline)
+
     def refs(self) -> list[JobRef]:
         return list(self._jobs)
 
@@ -105,7 +112,7 @@ class FakeJobSource:
         now = self.clock.now()
         if job.canceled_at is not None:
             return "Canceled" if now >= job.canceled_at + self.cancel_takes else "CancelRequested"
-        return status_at(job.timeline, now - self.started_at)
+        return status_at(job.timeline, now - self.started_at - job.offset)
 
     # -- what was asked -------------------------------------------------------------------
 
@@ -164,13 +171,30 @@ class FakeJobSource:
                     )
         return result
 
+    async def resubmit_job(self, ref: JobRef, new_name: str) -> JobRef:
+        await self._slot()
+        self.requests.append(FakeRequest(self.clock.now(), "get", ref.name, ref.workspace))
+        await self._slot()
+        self.requests.append(FakeRequest(self.clock.now(), "put", new_name, ref.workspace))
+        source = self._jobs[ref]
+        new = JobRef(ref.workspace, new_name)
+        timeline = self._retry_timelines.get(new_name, [(0.0, "Queued"), (600.0, "Completed")])
+        offset = self.clock.now() - self.started_at
+        self._jobs[new] = _FakeJob(new, list(timeline), dict(source.tags), offset=offset)
+        return new
+
+    @property
+    def submitted(self) -> list[str]:
+        """Jobs created by resubmission, in order."""
+        return [r.job for r in self.requests if r.kind == "put" and r.job is not None]
+
     async def cancel_job(self, ref: JobRef) -> None:
         await self._slot()
         self.requests.append(FakeRequest(self.clock.now(), "cancel", ref.name, ref.workspace))
         job = self._jobs.get(ref)
         if job is None or job.canceled_at is not None:
             return
-        if status_at(job.timeline, self.clock.now() - self.started_at) in TERMINAL:
+        if status_at(job.timeline, self.clock.now() - self.started_at - job.offset) in TERMINAL:
             return
         job.canceled_at = self.clock.now()
 

@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from amlwait.core.attempts import attempt_name, split_attempt
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.deadline import Deadline
 from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.manifest import Manifest
 from amlwait.core.policy import PollPolicy
-from amlwait.core.source import JobSource
-from amlwait.core.status import TERMINAL
+from amlwait.core.source import JobResubmitter, JobSource
+from amlwait.core.status import TERMINAL, JobStatus, Outcome
 from amlwait.core.tracker import BatchOutcome, BatchTracker, Event, JobState
 from amlwait.throttle import DeadlineReached, read_deadline
 
@@ -38,6 +39,7 @@ class WaitOptions:
     cancel_remaining: bool = False
     cancel_on_interrupt: bool = False
     concurrency: int = 16
+    retries: int = 0  # resubmit a Failed job up to this many times (never a Canceled one)
 
 
 # -- engine events (besides the tracker's) -------------------------------------------------
@@ -98,6 +100,9 @@ class WaitResult:
                     "first_seen": _iso(job.first_seen),
                     "finished_at": _iso(job.finished_at),
                     "history": [{"status": s, "at": _iso(at)} for at, s in job.history],
+                    "attempt": job.attempt,
+                    "retry_of": job.retry_of.name if job.retry_of else None,
+                    "retried_as": job.retried_as.name if job.retried_as else None,
                 }
                 for job in self.jobs
             ],
@@ -132,8 +137,10 @@ class Waiter:
         clock: Clock | None = None,
         tag: str | None = None,
         listener: Listener | None = None,
+        on_retry: Callable[[list[JobRef]], None] | None = None,
     ) -> None:
         self.options = options or WaitOptions()
+        self.on_retry = on_retry
         self.clock = clock or SystemClock()
         self.source = source
         self.tag = tag
@@ -175,6 +182,9 @@ class Waiter:
                 break
             first_pass = False
             if not done:
+                interrupted = True
+                break
+            if self.options.retries and not await self._until_stopped(self._retry_failed()):
                 interrupted = True
                 break
             now = self.clock.now()
@@ -261,6 +271,33 @@ class Waiter:
         missing = [job.ref for job in due if job.ref not in seen]
         self._absent_from_listing.update(missing)
         await _gather_bounded([self._read_one(ref) for ref in missing], self.options.concurrency)
+
+    # -- retrying -----------------------------------------------------------------------
+
+    async def _retry_failed(self) -> None:
+        """Resubmit every newest attempt that ended Failed and has retries left."""
+        candidates = [
+            job
+            for job in self.tracker.current()
+            if job.outcome is Outcome.FAILED
+            and job.status == JobStatus.FAILED.value
+            and job.attempt <= self.options.retries
+        ]
+        if not candidates:
+            return
+        if not hasattr(self.source, "resubmit_job"):
+            raise TypeError("this job source cannot resubmit jobs (--retries)")
+        resubmitter: JobResubmitter = self.source  # type: ignore[assignment]
+
+        async def retry(job: JobState) -> None:
+            base, _ = split_attempt(job.name)
+            new_name = attempt_name(base, job.attempt + 1)
+            new_ref = await resubmitter.resubmit_job(job.ref, new_name)
+            self._emit(self.tracker.retry(job.ref, new_ref, self.clock.now()))
+
+        await _gather_bounded([retry(job) for job in candidates], self.options.concurrency)
+        if self.on_retry is not None:
+            self.on_retry(self.tracker.newest_attempts())
 
     # -- ending -------------------------------------------------------------------------
 

@@ -106,6 +106,7 @@ def test_a_failed_wait_in_a_pipeline_speaks_to_the_agent(workspace, tmp_path: Pa
         "canceled": "0",
         "notFound": "0",
         "unfinished": "0",
+        "retried": "0",
         "failedJobs": "BAD",
     }
     uploads = [parse(line)[2] for line in lines if line.startswith("##vso[task.uploadsummary]")]

@@ -37,6 +37,8 @@ DEFAULT_ENDPOINT = "https://management.azure.com"
 DEFAULT_API_VERSION = "2025-12-01"
 ENDPOINT_ENV = "AMLWAIT_ARM_ENDPOINT"
 _REMAINING_READS = "x-ms-ratelimit-remaining-subscription-reads"
+# Properties of a job the service fills in; a resubmission leaves them out.
+_SERVICE_FILLED_PROPERTIES = frozenset({"status", "services", "isArchived", "parentJobName"})
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -288,6 +290,23 @@ class ArmJobSource:
                 job=ref.name,
             )
         return parse_job(response.json())
+
+    async def resubmit_job(self, ref: JobRef, new_name: str) -> JobRef:
+        """Create ``new_name`` from ``ref``'s own ARM definition: same properties and tags,
+        without what the service fills in (status, service endpoints)."""
+        body = await self.get_job_definition(ref)
+        if body is None or not body.get("properties"):
+            raise ServiceError(
+                f"cannot resubmit {ref.name}: its definition was not found", job=ref.name
+            )
+        properties = {
+            key: value
+            for key, value in body["properties"].items()
+            if key not in _SERVICE_FILLED_PROPERTIES
+        }
+        new = JobRef(ref.workspace, new_name)
+        await self.put_job(new, properties)
+        return new
 
     async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None:
         """The job's whole ARM body (for re-submission), or ``None`` when not found."""

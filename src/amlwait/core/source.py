@@ -29,3 +29,9 @@ class JobSource(Protocol):
     async def cancel_job(self, ref: JobRef) -> None:
         """Ask the service to cancel the job (it may take a while to end)."""
         ...
+
+
+class JobResubmitter(Protocol):
+    async def resubmit_job(self, ref: JobRef, new_name: str) -> JobRef:
+        """Create ``new_name`` from ``ref``'s own definition (same properties and tags)."""
+        ...

@@ -71,6 +71,7 @@ class Outcome(str, enum.Enum):
     CANCELED = "canceled"
     NOT_FOUND = "not_found"
     UNFINISHED = "unfinished"
+    RETRIED = "retried"  # this attempt Failed and a newer attempt took its place
 
     def __str__(self) -> str:
         return self.value

@@ -54,6 +54,9 @@ class JobState:
     created_at: str | None = None
     history: list[tuple[float, str]] = field(default_factory=list)
     stall_warned_at: float | None = None
+    attempt: int = 1
+    retry_of: JobRef | None = None
+    retried_as: JobRef | None = None
 
     @property
     def name(self) -> str:
@@ -63,6 +66,11 @@ class JobState:
     def finished(self) -> bool:
         """Ended for good (an unfinished job at the end of a wait is not finished)."""
         return self.outcome is not None and self.outcome is not Outcome.UNFINISHED
+
+    @property
+    def current(self) -> bool:
+        """The newest attempt of its job (earlier attempts were retried)."""
+        return self.retried_as is None
 
     @property
     def link(self) -> str:
@@ -95,6 +103,15 @@ class JobMissing:
 
 
 @dataclass(frozen=True)
+class JobRetried:
+    """A Failed attempt was resubmitted as ``new`` (attempt ``new.attempt``)."""
+
+    old: JobState
+    new: JobState
+    at: float
+
+
+@dataclass(frozen=True)
 class Warning_:
     """Something a user should look at: a stall, NotResponding, Unknown."""
 
@@ -104,7 +121,7 @@ class Warning_:
     at: float
 
 
-Event = StatusChanged | JobFinished | JobMissing | Warning_
+Event = StatusChanged | JobFinished | JobMissing | JobRetried | Warning_
 
 
 class BatchTracker:
@@ -128,6 +145,21 @@ class BatchTracker:
 
     # -- questions ----------------------------------------------------------------------
 
+    def current(self) -> list[JobState]:
+        """The newest attempt of every job."""
+        return [job for job in self.jobs.values() if job.current]
+
+    def newest_attempts(self) -> list[JobRef]:
+        """The newest attempt of every job, in the order the jobs were first listed."""
+        newest = []
+        for job in self.jobs.values():
+            if job.retry_of is not None:
+                continue
+            while job.retried_as is not None:
+                job = self.jobs[job.retried_as]
+            newest.append(job.ref)
+        return newest
+
     def unfinished(self) -> list[JobState]:
         return [job for job in self.jobs.values() if not job.finished]
 
@@ -143,12 +175,12 @@ class BatchTracker:
 
     @property
     def any_bad(self) -> bool:
-        return any(job.outcome is not None and job.outcome.is_bad for job in self.jobs.values())
+        return any(job.outcome is not None and job.outcome.is_bad for job in self.current())
 
     def counts(self) -> Counter[str]:
         """Jobs per outcome, with unfinished jobs counted by their last status."""
         counts: Counter[str] = Counter()
-        for job in self.jobs.values():
+        for job in self.current():
             if job.finished and job.outcome is not None:
                 counts[job.outcome.value] += 1
             else:
@@ -158,7 +190,7 @@ class BatchTracker:
     def outcome(self, *, interrupted: bool = False) -> BatchOutcome:
         if self.any_bad:
             return BatchOutcome.FAILED
-        if all(job.outcome is Outcome.SUCCEEDED for job in self.jobs.values()):
+        if all(job.outcome is Outcome.SUCCEEDED for job in self.current()):
             return BatchOutcome.SUCCEEDED
         return BatchOutcome.INTERRUPTED if interrupted else BatchOutcome.TIMED_OUT
 
@@ -245,6 +277,18 @@ class BatchTracker:
         job.finished_at = now
         job.reason = reason
         return JobFinished(job, outcome, now)
+
+    def retry(self, old: JobRef, new: JobRef, now: float) -> JobRetried:
+        """``old`` (a Failed attempt) was resubmitted as ``new``: follow ``new`` instead."""
+        previous = self.jobs[old]
+        if new in self.jobs:
+            raise ValueError(f"job {new.name} is already followed")
+        previous.outcome = Outcome.RETRIED
+        previous.retried_as = new
+        previous.reason = f"{previous.status}; retried as {new.name}"
+        state = JobState(ref=new, attempt=previous.attempt + 1, retry_of=old)
+        self.jobs[new] = state
+        return JobRetried(previous, state, now)
 
     def close(self, now: float) -> None:
         """The wait is over: every job still going is unfinished."""

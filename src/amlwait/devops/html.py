@@ -88,6 +88,7 @@ PALETTE: dict[str, Shades] = {
     Outcome.CANCELED.value: Shades("#d2d5da", "#8a9099", "#3c4047"),
     Outcome.NOT_FOUND.value: Shades("#fcd49c", "#f08c00", "#8c4a00"),
     Outcome.UNFINISHED.value: Shades("#fcd49c", "#f08c00", "#8c4a00"),
+    Outcome.RETRIED.value: Shades("#d9c6ef", "#7b4fb0", "#3e1f66"),
 }
 PLOT_BACKGROUND = "#f3f5fa"
 GRID_COLOUR = "#d9dce6"

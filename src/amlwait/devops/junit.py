@@ -15,8 +15,8 @@ Semantics:
 
 - A job that Completed passes; Failed, Canceled, not found (or NotResponding/Paused past
   its grace) is a ``<failure>`` whose ``type`` is the last status seen (``NotFound`` when
-  never seen); a job still going when the wait ended is an ``<error>``. Nothing is skipped
-  (``skipped="0"``).
+  never seen); a job still going when the wait ended is an ``<error>``. A Failed attempt
+  that ``--retries`` replaced by a newer one is ``<skipped>`` (its message names the retry).
 - A case's ``time`` is :func:`amlwait.console.run_time` in seconds (from the job's creation,
   or from when the waiter first saw it, to when the waiter saw it end); ``0`` when unknown
   (never seen, or not ended).
@@ -82,10 +82,14 @@ class _Suite:
     def errors(self) -> int:
         return sum(1 for job in self.jobs if _is_error(job))
 
+    @property
+    def skipped(self) -> int:
+        return sum(1 for job in self.jobs if job.outcome is Outcome.RETRIED)
+
     def element(self, result: WaitResult) -> ET.Element:
         start, end = _span(self.jobs, result)
         suite = ET.Element("testsuite", name=xml_text(self.name))
-        _set_counts(suite, len(self.jobs), self.failures, self.errors, start, end)
+        _set_counts(suite, len(self.jobs), self.failures, self.errors, self.skipped, start, end)
         for job in self.jobs:
             suite.append(_case(job, classname=self.name))
         return suite
@@ -134,6 +138,9 @@ def _case(job: JobState, *, classname: str) -> ET.Element:
         body.append(f"Studio: {job.link}")
         problem = ET.SubElement(case, tag, message=xml_text(message), type=xml_text(status))
         problem.text = xml_text("\n".join(body))
+    if job.outcome is Outcome.RETRIED:
+        # The attempt failed, but a newer attempt took its place: visible, not a failure.
+        ET.SubElement(case, "skipped", message=xml_text(job.reason or "retried"))
     out = ET.SubElement(case, "system-out")
     out.text = xml_text(f"Studio: {job.link}")
     return case
@@ -164,12 +171,18 @@ def _span(jobs: Sequence[JobState], result: WaitResult) -> tuple[float, float]:
 
 
 def _set_counts(
-    element: ET.Element, tests: int, failures: int, errors: int, start: float, end: float
+    element: ET.Element,
+    tests: int,
+    failures: int,
+    errors: int,
+    skipped: int,
+    start: float,
+    end: float,
 ) -> None:
     element.set("tests", str(tests))
     element.set("failures", str(failures))
     element.set("errors", str(errors))
-    element.set("skipped", "0")
+    element.set("skipped", str(skipped))
     element.set("time", _seconds(end - start))
     element.set("timestamp", _timestamp(start))
 
@@ -181,6 +194,7 @@ def _set_totals(root: ET.Element, suites: Sequence[_Suite], result: WaitResult) 
         sum(len(suite.jobs) for suite in suites),
         sum(suite.failures for suite in suites),
         sum(suite.errors for suite in suites),
+        sum(suite.skipped for suite in suites),
         start,
         end,
     )

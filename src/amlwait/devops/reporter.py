@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from amlwait.core.duration import format_duration
 from amlwait.core.status import Outcome
-from amlwait.core.tracker import JobFinished, Warning_
+from amlwait.core.tracker import JobFinished, JobRetried, Warning_
 from amlwait.devops import vso
 from amlwait.waiter import Tick, WaitResult, WaitStarted
 
@@ -46,16 +46,18 @@ def looks_hosted(environ: Mapping[str, str] | None = None) -> bool | None:
 
 
 def output_variables(result: WaitResult) -> dict[str, str]:
-    counts = Counter(job.outcome.value if job.outcome else "unfinished" for job in result.jobs)
-    bad = [job.name for job in result.jobs if job.outcome is not None and job.outcome.is_bad]
+    current = [job for job in result.jobs if job.current]
+    counts = Counter(job.outcome.value if job.outcome else "unfinished" for job in current)
+    bad = [job.name for job in current if job.outcome is not None and job.outcome.is_bad]
     return {
         "outcome": result.outcome.value,
-        "total": str(len(result.jobs)),
+        "total": str(len(current)),
         "succeeded": str(counts[Outcome.SUCCEEDED.value]),
         "failed": str(counts[Outcome.FAILED.value]),
         "canceled": str(counts[Outcome.CANCELED.value]),
         "notFound": str(counts[Outcome.NOT_FOUND.value]),
         "unfinished": str(counts[Outcome.UNFINISHED.value]),
+        "retried": str(sum(1 for job in result.jobs if not job.current)),
         "failedJobs": ",".join(bad),
     }
 
@@ -88,6 +90,15 @@ class AzureDevOpsReporter:
             self.emit(
                 vso.log_issue(
                     "error", f"{job.name} ended {status}{detail}: {job.link}", code="amlwait.job"
+                )
+            )
+        elif isinstance(event, JobRetried):
+            self.emit(
+                vso.log_issue(
+                    "warning",
+                    f"{event.old.name} failed; retried as {event.new.name} "
+                    f"(attempt {event.new.attempt}): {event.old.link}",
+                    code="amlwait.retry",
                 )
             )
         elif isinstance(event, Warning_):

@@ -39,7 +39,7 @@ from amlwait.waiter import WaitResult
 FULL_TABLE_LIMIT = 500
 KEPT_OTHERS = 200
 
-OUTCOME_ORDER = ("succeeded", "failed", "canceled", "not_found", "unfinished")
+OUTCOME_ORDER = ("succeeded", "failed", "canceled", "not_found", "unfinished", "retried")
 
 _HEADLINE_WORD = {
     BatchOutcome.SUCCEEDED: "Succeeded",

@@ -1,4 +1,4 @@
-"""The README's first command: the main job offline, on a real local workspace."""
+"""The README's first command: the pipeline's two stages offline, on a real local workspace."""
 
 from __future__ import annotations
 
@@ -8,43 +8,42 @@ import sys
 from pathlib import Path
 
 
-def test_the_demo_runs_real_jobs_and_reports_the_failure_it_was_asked_for(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "amlwait",
-            "demo",
-            "--jobs",
-            "3",
-            "--fail",
-            "1",
-            "--json",
-            str(tmp_path / "result.json"),
-        ],
+def demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "amlwait", "demo", "--output", str(tmp_path / "out"), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
+        cwd=tmp_path,
     )
-    assert result.returncode == 1, result.stderr
-    assert "submitted 3 jobs tagged amlwait-demo-" in result.stdout
-    assert "Running -> Failed" in result.stdout
-    assert "failed: 3 jobs — 2 succeeded, 1 failed" in result.stdout
-    document = json.loads((tmp_path / "result.json").read_text())
-    assert sorted(job["outcome"] for job in document["jobs"]) == [
-        "failed",
-        "succeeded",
-        "succeeded",
-    ]
-    assert all(job["status"] in ("Completed", "Failed") for job in document["jobs"])
 
 
-def test_the_demo_succeeds_when_nothing_fails() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "amlwait", "demo", "--jobs", "2"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "succeeded: 2 jobs — 2 succeeded" in result.stdout
+def test_the_demo_submits_trains_waits_and_reports_the_failure_asked_for(tmp_path: Path) -> None:
+    result = demo(tmp_path, "--fail", "PLANT002/CIRCUIT01")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "== training stage: amlwait submit" in result.stdout
+    assert "6 circuits: 6 submitted" in result.stdout
+    assert "PLANT002_CIRCUIT01_" in result.stdout and "-> Failed" in result.stdout
+    assert "failed: 6 jobs — 5 succeeded, 1 failed" in result.stdout
+    assert "error: sensor table plant002_c01_missing does not exist" in result.stdout
+    out = tmp_path / "out"
+    manifest = json.loads((out / "training_jobs.json").read_text())
+    assert len(manifest["jobs"]) == 6 and manifest["tag"].startswith("amlwait-batch-")
+    document = json.loads((out / "result.json").read_text())
+    failed = [job["name"] for job in document["jobs"] if job["outcome"] == "failed"]
+    assert len(failed) == 1 and failed[0].startswith("PLANT002_CIRCUIT01_")
+    for report in ("junit.xml", "summary.md", "report.html"):
+        assert (out / report).stat().st_size > 0
+
+
+def test_the_demo_succeeds_when_nothing_fails(tmp_path: Path) -> None:
+    result = demo(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded: 6 jobs — 6 succeeded" in result.stdout
+
+
+def test_an_unknown_circuit_to_fail_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = demo(tmp_path, "--fail", "PLANT009/CIRCUIT01")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "no such circuit in the demo" in result.stderr

@@ -11,8 +11,7 @@ Heavy imports (pydantic, httpx, Rich, azure-identity) happen inside the commands
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -25,72 +24,7 @@ from amlwait.errors import (
     EXIT_TIMED_OUT,
     AmlwaitError,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    name = "DUR"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        from amlwait.core.duration import parse_duration
-
-        try:
-            return parse_duration(str(value))
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
-
-
-DURATION = Duration()
-
-
-def connection_options(command: F) -> F:
-    """The flags that say where the jobs live, shared by every command that talks to ARM."""
-    options = [
-        click.option(
-            "--subscription",
-            envvar="AZURE_SUBSCRIPTION_ID",
-            metavar="ID",
-            help="Azure subscription id (env AZURE_SUBSCRIPTION_ID).",
-        ),
-        click.option(
-            "--resource-group",
-            "-g",
-            envvar="AZURE_RESOURCE_GROUP",
-            metavar="NAME",
-            help="Resource group (env AZURE_RESOURCE_GROUP).",
-        ),
-        click.option(
-            "--workspace-name",
-            "-w",
-            envvar="AZUREML_WORKSPACE_NAME",
-            metavar="NAME",
-            help="Azure ML workspace (env AZUREML_WORKSPACE_NAME).",
-        ),
-        click.option(
-            "--arm-endpoint",
-            envvar="AMLWAIT_ARM_ENDPOINT",
-            metavar="URL",
-            default="https://management.azure.com",
-            show_default=True,
-            help="ARM endpoint (env AMLWAIT_ARM_ENDPOINT); the local workspace's URL "
-            "to work offline.",
-        ),
-        click.option(
-            "--api-version",
-            default="2025-12-01",
-            show_default=True,
-            metavar="V",
-            help="ARM api-version of the Azure ML jobs API.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+from amlwait.options import DURATION, connection_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -221,43 +155,48 @@ def cancel(manifest: str, **options: Any) -> int:
 
 @cli.command()
 @click.option(
-    "--jobs",
-    "job_count",
-    type=click.IntRange(1, 50),
-    default=6,
-    show_default=True,
-    help="How many jobs to submit.",
+    "--fail",
+    multiple=True,
+    metavar="PLANT/CIRCUIT",
+    help="Make this circuit's training fail (repeatable; a number N fails the first N).",
 )
 @click.option(
-    "--fail",
-    type=click.IntRange(0, 50),
+    "--output",
+    default="amlwait-demo",
+    show_default=True,
+    metavar="DIR",
+    help="Where the manifest and the reports go.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 5),
     default=0,
     show_default=True,
-    help="How many of them should fail.",
+    help="Pass --retries to the wait (a failing circuit then fails again: its table is missing).",
 )
-@click.option("--json", "json_path", metavar="FILE", help="Write the wait's result as JSON.")
-def demo(job_count: int, fail: int, json_path: str | None) -> int:
-    """Run the main job offline: a local workspace, real jobs, one wait over ARM."""
-    if fail > job_count:
-        raise click.BadParameter(f"cannot fail {fail} of {job_count} jobs", param_hint="--fail")
+def demo(fail: tuple[str, ...], output: str, retries: int) -> int:
+    """Run the pipeline offline: a local workspace, amlwait submit of examples/, amlwait wait."""
     from amlwait.demo import run_demo
 
-    code: int = run_demo(job_count=job_count, fail=fail, json_path=json_path)
+    code: int = run_demo(fail=fail, output=output, retries=retries)
     return code
 
 
 def _attach_workspace_group() -> None:
-    from amlwait.workspace.cli import workspace
+    from amlwait.workspace.cli import logs, workspace
 
     cli.add_command(workspace)
+    cli.add_command(logs)
 
 
 _attach_workspace_group()
 
 from amlwait.devops.render_cli import matrix, render  # noqa: E402
+from amlwait.submit.cli import submit  # noqa: E402
 
 cli.add_command(render)
 cli.add_command(matrix)
+cli.add_command(submit)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,96 +1,164 @@
-"""``amlwait demo``: the main job, offline.
+"""``amlwait demo``: the pipeline's two stages, offline, on this machine.
 
-Starts the local workspace in this process, submits a handful of small real jobs over
-plain ARM (PUT), and waits for them through exactly the code path used against Azure
-(the ARM client, LIST by batch tag, the waiting engine, the console reports).
+1. Starts the local workspace in this process (a temporary data folder).
+2. Training stage: ``amlwait submit`` of ``examples/circuits.yaml`` with
+   ``examples/job.yml`` — one real training job per plant and circuit, run by the local
+   workspace as the Azure ML runtime would (code folder copied, inputs and outputs
+   substituted); it writes ``training_jobs.json``.
+3. Waiting stage: ``amlwait wait`` of that manifest through the same ARM code path as
+   against Azure (LIST by batch tag), with live progress, then the JUnit, Markdown and
+   HTML reports and the JSON result in the output folder.
+
+``--fail PLANT/CIRCUIT`` points that circuit at a sensor table that does not exist, so its
+training fails and the failure path shows (``--fail N`` fails the first N circuits).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import shlex
+import os
+import shutil
 import sys
 import tempfile
-import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from amlwait.azureml.arm import ArmJobSource
-from amlwait.commands import EXIT_CODES, write_json_atomically
-from amlwait.console import PlainReporter
-from amlwait.core.jobs import JobRef, WorkspaceRef
-from amlwait.core.policy import PollPolicy
-from amlwait.waiter import Waiter, WaitOptions
-
-DEMO_WORKSPACE = WorkspaceRef("00000000-0000-0000-0000-000000000000", "amlwait-demo", "local")
-TRAIN_SNIPPET = (
-    "import random, sys, time\n"
-    "random.seed({seed})\n"
-    "print('training', {name!r}, flush=True)\n"
-    "time.sleep({seconds})\n"
-    "loss = round(random.uniform(0.1, 0.4), 3)\n"
-    "print('loss', loss)\n"
-    "sys.exit({code})\n"
-)
+DEMO_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+DEMO_RESOURCE_GROUP = "amlwait-demo"
+DEMO_WORKSPACE = "local"
 
 
-def _job_properties(
-    name: str, seconds: float, fails: bool, tag: str, seed: int
-) -> dict[str, object]:
-    script = TRAIN_SNIPPET.format(seed=seed, name=name, seconds=seconds, code=3 if fails else 0)
-    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}"
+def examples_folder() -> Path:
+    """``examples/`` of a source checkout, or the copy shipped inside the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "examples", here.parents[1] / "examples"):
+        if (candidate / "circuits.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("the demo's examples/ folder is missing from this installation")
+
+
+def _circuits_with_failures(source: Path, fail: Sequence[str], target: Path) -> list[str]:
+    """Copy the circuits file, pointing the chosen circuits at a missing sensor table."""
+    import yaml  # type: ignore[import-untyped]
+
+    from amlwait.errors import InputError
+
+    document = yaml.safe_load(source.read_text(encoding="utf-8"))
+    keys = [
+        (plant, circuit)
+        for plant, body in document["plants"].items()
+        for circuit in body["circuits"]
+    ]
+    chosen: list[tuple[str, str]] = []
+    for item in fail:
+        if item.isdigit():
+            chosen.extend(keys[: int(item)])
+            continue
+        plant, _, circuit = item.partition("/")
+        if (plant, circuit) not in keys:
+            known = ", ".join(f"{p}/{c}" for p, c in keys)
+            raise InputError(f"--fail {item}: no such circuit in the demo; choose from {known}")
+        chosen.append((plant, circuit))
+    for plant, circuit in chosen:
+        params = document["plants"][plant]["circuits"][circuit]
+        params["sensor_table"] = f"{params['sensor_table']}_missing"
+    target.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return [f"{plant}/{circuit}" for plant, circuit in chosen]
+
+
+def _wait_options(output: Path, retries: int) -> dict[str, Any]:
     return {
-        "jobType": "Command",
-        "command": command,
-        "environmentId": "azureml:local-python@latest",
-        "computeId": "local",
-        "experimentName": "amlwait-demo",
-        "displayName": name,
-        "tags": {tag: "", "plant": name.split("_")[0], "circuit": name.split("_")[1]},
+        "subscription": DEMO_SUBSCRIPTION,
+        "resource_group": DEMO_RESOURCE_GROUP,
+        "workspace_name": DEMO_WORKSPACE,
+        "api_version": "2025-12-01",
+        "timeout": 600.0,
+        "poll_interval": 0.5,
+        "max_poll_interval": 2.0,
+        "not_found_grace": 60.0,
+        "not_responding_grace": 60.0,
+        "fail_fast": False,
+        "cancel_remaining": False,
+        "cancel_on_interrupt": True,  # the demo's jobs are nobody else's
+        "json_path": str(output / "result.json"),
+        "junit_path": str(output / "junit.xml"),
+        "summary_path": str(output / "summary.md"),
+        "html_path": str(output / "report.html"),
+        "azure_devops": None,
+        "max_requests_per_second": 10.0,
+        "retries": retries,
+        "update_manifest": str(output / "training_jobs.json") if retries else None,
     }
 
 
-def run_demo(*, job_count: int, fail: int, json_path: str | None) -> int:
+def _show_failed_logs(workspace: Any, result_path: Path) -> None:
+    """The end of each failed job's log, as ``amlwait logs JOB`` would print it."""
+    import json
+
+    from amlwait.core.jobs import JobRef, WorkspaceRef
+
+    where = WorkspaceRef(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, DEMO_WORKSPACE)
+    for job in json.loads(result_path.read_text(encoding="utf-8"))["jobs"]:
+        if job["status"] != "Failed":
+            continue
+        log = workspace.log_path(JobRef(where, job["name"]))
+        lines = (
+            log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+        )
+        print(f"== amlwait logs {job['name']} (last lines)")
+        for line in lines[-4:]:
+            print(f"   {line}")
+
+
+def run_demo(*, fail: Sequence[str], output: str, retries: int = 0) -> int:
+    from amlwait.commands import run_wait
+    from amlwait.submit.command import run_submit
     from amlwait.workspace import LocalWorkspace
 
-    date = dt.date.today().strftime("%Y_%m_%d")
-    tag = f"amlwait-demo-{uuid.uuid4().hex[:8]}"
-    plan = []
-    for index in range(job_count):
-        name = f"PLANT{index // 2 + 1:03d}_CIRCUIT{index % 2 + 1:02d}_{date}"
-        slow = index == job_count - 1
-        seconds = 6.0 if slow else 1.0 + (index % 3) * 0.5
-        plan.append((name, seconds, index < fail))
-    out = sys.stdout
-    with (
-        tempfile.TemporaryDirectory(prefix="amlwait-demo-") as data,
-        LocalWorkspace(Path(data), max_concurrent=3) as workspace,
-    ):
-        print(f"local workspace at {workspace.endpoint} (data in a temporary folder)", file=out)
-
-        async def main() -> int:
-            async with ArmJobSource(endpoint=workspace.endpoint) as source:
-                refs = []
-                for seed, (name, seconds, fails) in enumerate(plan):
-                    ref = JobRef(DEMO_WORKSPACE, name)
-                    await source.put_job(ref, _job_properties(name, seconds, fails, tag, seed))
-                    refs.append(ref)
-                print(
-                    f"submitted {len(refs)} jobs tagged {tag}"
-                    + (f" ({fail} set to fail)" if fail else ""),
-                    file=out,
-                    flush=True,
-                )
-                reporter = PlainReporter(out)
-                options = WaitOptions(
-                    timeout=600,
-                    policy=PollPolicy(poll_interval=0.5, max_poll_interval=2.0),
-                )
-                waiter = Waiter(refs, source, options=options, tag=tag, listener=reporter)
-                result = await waiter.run()
-                reporter.finish(result)
-                if json_path:
-                    write_json_atomically(Path(json_path), result.to_json())
-                return EXIT_CODES[result.outcome]
-
-        return asyncio.run(main())
+    examples = examples_folder()
+    out_dir = Path(output).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="amlwait-demo-") as scratch:
+        work = Path(scratch)
+        # The job template names its code folder relative to itself: keep them together.
+        shutil.copytree(examples / "train", work / "train")
+        shutil.copy(examples / "job.yml", work / "job.yml")
+        failing = _circuits_with_failures(examples / "circuits.yaml", fail, work / "circuits.yaml")
+        with LocalWorkspace(work / "workspace", max_concurrent=2) as workspace:
+            os.environ["AMLWAIT_ARM_ENDPOINT"] = workspace.endpoint
+            print(f"== local workspace at {workspace.endpoint} (2 jobs at a time)", flush=True)
+            if failing:
+                print(f"== {', '.join(failing)} will fail: its sensor table is missing")
+            print("== training stage: amlwait submit", flush=True)
+            manifest = out_dir / "training_jobs.json"
+            code = run_submit(
+                circuits=str(work / "circuits.yaml"),
+                job=str(work / "job.yml"),
+                run_date=dt.datetime.now(dt.timezone.utc).date(),
+                only=(),
+                name_pattern=None,
+                concurrency=8,
+                retry_failed=False,
+                dry_run=False,
+                matrix_variable=None,
+                output=str(manifest),
+                subscription=DEMO_SUBSCRIPTION,
+                resource_group=DEMO_RESOURCE_GROUP,
+                workspace_name=DEMO_WORKSPACE,
+                arm_endpoint=workspace.endpoint,
+                api_version="2025-12-01",
+            )
+            if code != 0:
+                return code
+            print("== waiting stage: amlwait wait", flush=True)
+            options = _wait_options(out_dir, retries)
+            code = run_wait(str(manifest), arm_endpoint=workspace.endpoint, **options)
+            _show_failed_logs(workspace, out_dir / "result.json")
+            print(
+                f"== reports in {out_dir}: training_jobs.json, result.json, junit.xml, "
+                "summary.md, report.html",
+                flush=True,
+            )
+            sys.stdout.flush()
+            return code

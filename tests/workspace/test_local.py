@@ -84,13 +84,16 @@ def test_literal_inputs_are_substituted_into_the_command(
     put_job(
         local_client,
         "job_inputs",
-        command="echo lr=${{inputs.lr}} 'data=${{inputs.data}}'",
-        inputs={"lr": {"jobInputType": "literal", "value": "0.1"}, "data": {"uri": "x"}},
+        command="echo lr=${{inputs.lr}} epochs=${{ inputs.epochs }}",
+        inputs={
+            "lr": {"jobInputType": "literal", "value": "0.1"},
+            "epochs": {"jobInputType": "literal", "value": 3},
+        },
     )
 
     wait_for_status(local_client, "job_inputs", TERMINAL)
     log = local_workspace.log_path(JobRef(WORKSPACE, "job_inputs")).read_text()
-    assert "lr=0.1 data=${{inputs.data}}" in log
+    assert "lr=0.1 epochs=3" in log
 
 
 def test_no_more_jobs_run_at_once_than_max_concurrent(tmp_path: Path) -> None:

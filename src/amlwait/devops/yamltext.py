@@ -19,7 +19,7 @@ from typing import TypeAlias
 # Words that some YAML reader turns into a boolean or null when written plain.
 _RESERVED = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", "<<", "="})
 _PLAIN_FIRST = re.compile(r"[A-Za-z_$/(]")
-_PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+_PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")  # \Z: "$" would also match before a final "\n"
 
 
 @dataclass(frozen=True)

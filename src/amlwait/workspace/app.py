@@ -8,6 +8,10 @@ segments match case-insensitively as in ARM):
   ``POST WS/jobs/{name}/cancel``,
 - ``GET /subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/local/
   mfeOperationResults/{id}``: the cancel operation, 202 until the job is terminal, then 200.
+- ``GET WS/jobs/{name}/amlwaitLogs``: **local only, not ARM** (served when the app is given
+  ``logs``, as :class:`~.local.LocalWorkspace` does): the job's ``user_logs/std_log.txt``
+  as ``text/plain; charset=utf-8`` (empty until the job writes), or the ARM 404 of an
+  unknown job. Without ``logs`` the route does not exist (404, like Azure).
 
 Each request goes, in order, through: the request log (``x-ms-request-id``), injected
 faults, authentication (``Authorization: Bearer``; the configured token if any, compared
@@ -31,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amlwait.core.clock import Clock
@@ -79,26 +83,40 @@ def create_app(
     log: RequestLog,
     faults: FaultPlan,
     throttle: Throttle | None = None,
+    logs: JobLogs | None = None,
 ) -> ASGIApp:
     """The whole ASGI app: request log, then faults, then the ARM API over ``backend``."""
-    api = _ArmApi(backend, settings, throttle)
+    api = _ArmApi(backend, settings, throttle, logs)
     return RequestLogMiddleware(FaultMiddleware(api, plan=faults), log=log, clock=clock)
 
 
 Handler = Callable[[Request, Mapping[str, str]], Awaitable[Response]]
+JobLogs = Callable[[JobRef], "str | None"]
+"""A job's log text (``""`` before any), or ``None`` when there is no such job."""
 
 
 class _ArmApi:
-    def __init__(self, backend: Backend, settings: AppSettings, throttle: Throttle | None):
+    def __init__(
+        self,
+        backend: Backend,
+        settings: AppSettings,
+        throttle: Throttle | None,
+        logs: JobLogs | None,
+    ) -> None:
         self.backend = backend
         self.settings = settings
         self.throttle = throttle
+        self.logs = logs
         self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
             (_route(_WS + r"/jobs"), {"GET": self.list_jobs}),
             (_route(_WS + r"/jobs/(?P<name>[^/]+)"), {"GET": self.get_job, "PUT": self.put_job}),
             (_route(_WS + r"/jobs/(?P<name>[^/]+)/cancel"), {"POST": self.cancel_job}),
             (_route(_OPERATION), {"GET": self.operation_status}),
         ]
+        if logs is not None:
+            self.routes.append(
+                (_route(_WS + r"/jobs/(?P<name>[^/]+)/amlwaitLogs"), {"GET": self.get_log})
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -185,6 +203,14 @@ class _ArmApi:
         if view is None:
             raise _job_not_found(ref)
         return JSONResponse(job_document(view))
+
+    async def get_log(self, request: Request, params: Mapping[str, str]) -> Response:
+        ref = _job_ref(params)
+        assert self.logs is not None  # the route exists only with a log reader
+        text = self.logs(ref)
+        if text is None:
+            raise _job_not_found(ref)
+        return PlainTextResponse(text)
 
     async def list_jobs(self, request: Request, params: Mapping[str, str]) -> Response:
         view_name = request.query_params.get("listViewType", ListView.ACTIVE_ONLY.value)

@@ -1,9 +1,17 @@
-"""``amlwait workspace serve``: run a local Azure-ML-compatible workspace until stopped.
+"""The local workspace's commands: ``amlwait workspace serve`` and ``amlwait logs``.
 
-Prints one line naming the endpoint and what to export, then serves until SIGINT or
-SIGTERM. On exit running jobs are killed (marked Canceled) unless ``--keep-jobs``, in
-which case they keep running and the next ``serve`` on the same ``--data`` takes them
-over. A bad option is one line on stderr and exit code 2, never a traceback.
+``serve`` prints one line naming the endpoint and what to export, then serves until
+SIGINT or SIGTERM. On exit running jobs are killed (marked Canceled) unless
+``--keep-jobs``, in which case they keep running and the next ``serve`` on the same
+``--data`` takes them over.
+
+``logs JOB`` prints a job's ``user_logs/std_log.txt`` from a local workspace (the
+local-only ``GET WS/jobs/{name}/amlwaitLogs`` route). Azure serves no such route: for a
+non-loopback endpoint, or one without the route, it says in one line to use Azure ML
+Studio or ``az ml job stream`` instead. Exit codes: 0 printed, 1 no such job, 2 bad input,
+not a local workspace, or the workspace unreachable or refusing.
+
+A bad option is one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +20,21 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
 
 import click
 
-EXIT_BAD_INPUT = 2
+from amlwait.errors import EXIT_BAD_INPUT, EXIT_FAILED
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["logs", "workspace"]
+
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+DEFAULT_API_VERSION = "2025-12-01"
+LOGS_ROUTE = "amlwaitLogs"
 
 
 class _OneLineError(click.ClickException):
@@ -110,3 +128,145 @@ def serve(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         ws.stop(kill_jobs=not keep_jobs)
+
+
+@click.command("logs", cls=_OneLineCommand)
+@click.argument("job_name", metavar="JOB")
+@click.option(
+    "--subscription",
+    envvar="AZURE_SUBSCRIPTION_ID",
+    metavar="ID",
+    help="Subscription id (env AZURE_SUBSCRIPTION_ID).",
+)
+@click.option(
+    "--resource-group",
+    "-g",
+    envvar="AZURE_RESOURCE_GROUP",
+    metavar="NAME",
+    help="Resource group (env AZURE_RESOURCE_GROUP).",
+)
+@click.option(
+    "--workspace-name",
+    "-w",
+    envvar="AZUREML_WORKSPACE_NAME",
+    metavar="NAME",
+    help="Workspace (env AZUREML_WORKSPACE_NAME).",
+)
+@click.option(
+    "--arm-endpoint",
+    envvar="AMLWAIT_ARM_ENDPOINT",
+    metavar="URL",
+    default=DEFAULT_ARM_ENDPOINT,
+    show_default=True,
+    help="The local workspace's URL (env AMLWAIT_ARM_ENDPOINT).",
+)
+@click.option("--api-version", default=DEFAULT_API_VERSION, show_default=True, metavar="V")
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    job_name: str,
+    subscription: str | None,
+    resource_group: str | None,
+    workspace_name: str | None,
+    arm_endpoint: str,
+    api_version: str,
+) -> None:
+    """Print the log (stdout and stderr) of JOB on the local workspace.
+
+    \b
+    Local workspace only: for a job on Azure use Azure ML Studio or
+    'az ml job stream --name JOB'. Exit codes: 0 printed · 1 no such job · 2 bad input,
+    not a local workspace, or the workspace unreachable.
+    """
+    from amlwait.azureml.credentials import default_token_provider, is_loopback
+    from amlwait.core.jobs import is_valid_job_name
+    from amlwait.errors import AmlwaitError
+
+    missing = [
+        f"{flag} (or {env})"
+        for value, flag, env in (
+            (subscription, "--subscription", "AZURE_SUBSCRIPTION_ID"),
+            (resource_group, "--resource-group", "AZURE_RESOURCE_GROUP"),
+            (workspace_name, "--workspace-name", "AZUREML_WORKSPACE_NAME"),
+        )
+        if not value
+    ]
+    if missing:
+        raise _OneLineError(f"missing {', '.join(missing)}")
+    if not is_valid_job_name(job_name):
+        raise _OneLineError(
+            f"'{job_name}' is not a valid job name: use 1 to 255 letters, digits, '-' or '_'"
+        )
+    endpoint = arm_endpoint.rstrip("/")
+    if not is_loopback(endpoint):
+        _stop(ctx, EXIT_BAD_INPUT, _not_local(endpoint, job_name))
+    try:
+        import asyncio
+
+        token = asyncio.run(default_token_provider(endpoint).token())
+    except AmlwaitError as exc:
+        raise _OneLineError(str(exc)) from None
+
+    sub, rg, ws = (quote(str(p), safe="") for p in (subscription, resource_group, workspace_name))
+    job_url = (
+        f"{endpoint}/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+        f"Microsoft.MachineLearningServices/workspaces/{ws}/jobs/{job_name}"
+    )
+    import httpx
+
+    try:
+        with httpx.Client(
+            headers={"Authorization": f"Bearer {token}"},
+            params={"api-version": api_version},
+            timeout=30.0,
+        ) as client:
+            job = client.get(job_url)
+            if job.status_code == 404:
+                _stop(
+                    ctx,
+                    EXIT_FAILED,
+                    f"amlwait: error: job '{job_name}' was not found in workspace "
+                    f"'{workspace_name}' at {endpoint}",
+                )
+            _require_ok(ctx, job, endpoint)
+            log = client.get(f"{job_url}/{LOGS_ROUTE}")
+            if log.status_code in (404, 405):
+                _stop(ctx, EXIT_BAD_INPUT, _not_local(endpoint, job_name))
+            _require_ok(ctx, log, endpoint)
+    except httpx.HTTPError as exc:
+        _stop(
+            ctx,
+            EXIT_BAD_INPUT,
+            f"amlwait: error: cannot reach the workspace at {endpoint} "
+            f"({type(exc).__name__}: {exc}); is 'amlwait workspace serve' running?",
+        )
+    click.echo(log.text, nl=False)
+
+
+def _not_local(endpoint: str, job_name: str) -> str:
+    return (
+        f"amlwait: error: {endpoint} is not a local workspace, and only the local workspace "
+        f"serves logs; for a job on Azure use Azure ML Studio or "
+        f"'az ml job stream --name {job_name}'"
+    )
+
+
+def _require_ok(ctx: click.Context, response: httpx.Response, endpoint: str) -> None:
+    if response.status_code == 200:
+        return
+    try:
+        error = response.json().get("error", {})
+        detail = f"{error.get('code', '')}: {error.get('message', '')}"
+    except (ValueError, AttributeError):
+        detail = " ".join(response.text.split())[:300] or response.reason_phrase
+    _stop(
+        ctx,
+        EXIT_BAD_INPUT,
+        f"amlwait: error: the workspace at {endpoint} answered {response.status_code} "
+        f"to GET {response.request.url.path} ({detail})",
+    )
+
+
+def _stop(ctx: click.Context, code: int, message: str) -> NoReturn:
+    click.echo(message, err=True)
+    ctx.exit(code)

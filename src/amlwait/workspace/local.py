@@ -1,7 +1,8 @@
 """``LocalWorkspace``: an Azure-ML-compatible workspace on this machine.
 
 It serves the ARM jobs API (:mod:`~.app`) on loopback, keeps jobs in SQLite under
-``data_dir`` (:mod:`~.store`) and runs command jobs as local processes (:mod:`~.runner`)::
+``data_dir`` (:mod:`~.store`) and runs command jobs as local processes (:mod:`~.runner`),
+prepared as Azure ML's runtime would (:mod:`~.runtime`: code folder, inputs, outputs)::
 
     with LocalWorkspace(tmp_path) as ws:
         ...  # ws.endpoint == "http://127.0.0.1:54321"; any bearer token is accepted
@@ -11,8 +12,9 @@ marks them Canceled; ``stop(kill_jobs=False)`` leaves them running, and a new
 ``LocalWorkspace`` on the same ``data_dir`` takes them over. Either way queued jobs stay
 queued and run after a restart.
 
-Refuses a non-loopback ``host`` unless ``token`` is set. ``faults`` and ``requests``
-work as in :class:`~.scripted.ScriptedWorkspace`.
+Beyond ARM it serves each job's log at ``GET WS/jobs/{name}/amlwaitLogs`` (local only;
+``amlwait logs JOB`` reads it). Refuses a non-loopback ``host`` unless ``token`` is set.
+``faults`` and ``requests`` work as in :class:`~.scripted.ScriptedWorkspace`.
 """
 
 from __future__ import annotations
@@ -92,6 +94,15 @@ class LocalWorkspace:
     def log_path(self, ref: JobRef) -> Path:
         return self.run_dir(ref) / LOG_FILE
 
+    def read_log(self, ref: JobRef) -> str | None:
+        """The job's log so far (``""`` before it writes any), ``None`` for an unknown job."""
+        if self.store.find(ref) is None:
+            return None
+        try:
+            return self.log_path(ref).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def start(self) -> LocalWorkspace:
         if self._server is not None:
             raise RuntimeError("the local workspace is already started")
@@ -104,6 +115,7 @@ class LocalWorkspace:
             log=self._log,
             faults=self.faults,
             throttle=self._throttle,
+            logs=self.read_log,
         )
         server = ServerThread(
             app, host=self._host, port=self._port, tls_cert=self._tls[0], tls_key=self._tls[1]

@@ -6,22 +6,24 @@ Every ``tick_seconds`` (0.1 s) the runner thread moves jobs along::
                    (waits for one of ``max_concurrent`` slots, like a cluster's nodes)
     any of these → CancelRequested → Canceled   (the process group is killed)
 
-A job runs in ``DIR/runs/{sub}/{rg}/{ws}/{name}/`` as ``/bin/sh -c COMMAND``, stdout and
-stderr appended to ``user_logs/std_log.txt`` there, with ``AZUREML_RUN_ID``,
-``AZUREML_EXPERIMENT_NAME`` and the job's ``environmentVariables`` set. It gets its own
-session (process group), so a cancel kills everything it started: SIGTERM, then SIGKILL
-after ``KILL_GRACE_SECONDS`` if any process of the group is left; the job is Canceled once
-the group is gone (or SIGKILL was sent). When a job's command ends, whatever it left
+A job's run directory is ``DIR/runs/{sub}/{rg}/{ws}/{name}/`` (``RUN``). When a slot is
+free, :mod:`~.runtime` prepares the run as Azure ML's runtime would (code folder copied to
+``RUN/code/``, inputs and outputs substituted into the command, output folders created,
+``AZURE_ML_*`` variables set); a job that cannot be prepared fails with the reason as its
+error, also appended to its log. Then ``/bin/sh -c COMMAND`` runs in ``RUN/code/`` (or
+``RUN`` without code), stdout and stderr appended to ``RUN/user_logs/std_log.txt``. It
+gets its own session (process group), so a cancel kills everything it started: SIGTERM,
+then SIGKILL after ``KILL_GRACE_SECONDS`` if any process of the group is left; the job is
+Canceled once the group is gone (or SIGKILL was sent). When a job's command ends, whatever it left
 running in its group is killed, as a container's teardown would.
 
 Surviving a restart: the command runs under a tiny ``sh`` wrapper that writes the
 command's exit code to ``EXIT_CODE_FILE`` in the run directory, and the wrapper's pid
-(the process group id) is stored. A new runner on the same data dir watches the pids of
-jobs that were running; when one is gone it reads the exit-code file (no file: Failed,
-"ended without recording an exit code"). Queued and NotStarted jobs are simply picked up.
-
-``render_command`` is where the job's command becomes the shell line; it substitutes
-only literal inputs (``${{inputs.NAME}}``) for now.
+(the process group id) is stored; everything else was decided and done before the start.
+A new runner on the same data dir watches the pids of jobs that were running; when one is
+gone it reads the exit-code file (no file: Failed, "ended without recording an exit
+code"). Queued and NotStarted jobs are simply picked up, and a job caught half-prepared
+(Starting, no pid) is queued again and prepared afresh.
 """
 
 from __future__ import annotations
@@ -29,67 +31,48 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from amlwait.core.jobs import JobRef
 from amlwait.core.status import JobStatus
+from amlwait.workspace.runtime import (
+    JobSetupError,
+    RunPlan,
+    plan_run,
+    prepare_run,
+    run_directory,
+    runs_root,
+)
 from amlwait.workspace.store import JobStore, StoredJob
 
 logger = logging.getLogger(__name__)
 
-RUNS_DIR = "runs"
 LOG_FILE = Path("user_logs") / "std_log.txt"
 EXIT_CODE_FILE = ".amlwait-exit-code"
 KILL_GRACE_SECONDS = 2.0
 
-# $1 = the job's command, $2 = its run directory. The exit code lands in a file by an
-# atomic rename, so a reader never sees half of it.
+# $1 = the job's command, $2 = its run directory, $3 = where the command runs. The exit
+# code lands in a file by an atomic rename, so a reader never sees half of it.
 _WRAPPER = (
-    'cd -- "$2" || exit 127; '
+    'cd -- "$3" || exit 127; '
     '/bin/sh -c "$1"; code=$?; '
-    f'printf "%s\\n" "$code" > {EXIT_CODE_FILE}.tmp; '
-    f"mv -f {EXIT_CODE_FILE}.tmp {EXIT_CODE_FILE}; "
+    f'printf "%s\\n" "$code" > "$2/{EXIT_CODE_FILE}.tmp"; '
+    f'mv -f "$2/{EXIT_CODE_FILE}.tmp" "$2/{EXIT_CODE_FILE}"; '
     'exit "$code"'
 )
 
 _ACTIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
-_INPUT_REFERENCE = re.compile(r"\$\{\{\s*inputs\.([A-Za-z0-9_]+)\s*\}\}")
 
 STOPPED_MESSAGE = "The local workspace was stopped while the job ran."
 NO_EXIT_CODE_MESSAGE = (
     "The job's process ended without recording an exit code (it was killed, or the "
     "workspace lost track of it)."
 )
-
-
-def render_command(properties: Mapping[str, Any]) -> str:
-    """The shell line for a job: its command with literal ``${{inputs.NAME}}`` filled in."""
-    command = str(properties.get("command", ""))
-    inputs = properties.get("inputs") or {}
-
-    def literal(found: re.Match[str]) -> str:
-        value = inputs.get(found.group(1)) if isinstance(inputs, Mapping) else None
-        if isinstance(value, Mapping) and "value" in value:
-            return str(value["value"])
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        return found.group(0)
-
-    return _INPUT_REFERENCE.sub(literal, command)
-
-
-def run_directory(runs_root: Path, ref: JobRef) -> Path:
-    ws = ref.workspace
-    parts = (ws.subscription, ws.resource_group, ws.workspace, ref.name)
-    return runs_root.joinpath(*(_safe_segment(p) for p in parts))
 
 
 @dataclass
@@ -114,7 +97,8 @@ class Runner:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
         self.store = store
-        self.runs_root = Path(data_dir) / RUNS_DIR
+        self.data_dir = Path(data_dir)
+        self.runs_root = runs_root(self.data_dir)
         self.max_concurrent = max_concurrent
         self.tick_seconds = tick_seconds
         self._processes: dict[int, _Process] = {}
@@ -258,31 +242,37 @@ class Runner:
     def _launch(self, job: StoredJob) -> None:
         run_dir = self.run_dir(job.ref)
         try:
-            pid = _spawn(job, run_dir)
+            plan = plan_run(job.ref.name, job.properties, run_dir)
+            prepare_run(plan, keep_out=self.data_dir)
+            pid = _spawn(plan)
+        except JobSetupError as exc:
+            self._fail_start(job, run_dir, str(exc))
+            return
         except OSError as exc:
-            self.store.transition(
-                job.seq,
-                (JobStatus.STARTING.value,),
-                JobStatus.FAILED.value,
-                error=f"The local workspace could not start the job: {exc}.",
-            )
+            self._fail_start(job, run_dir, f"The local workspace could not start the job: {exc}.")
             return
         self._processes[job.seq] = _Process(job.seq, job.ref, pid, run_dir)
         self.store.transition(
             job.seq, (JobStatus.STARTING.value,), JobStatus.STARTING.value, pid=pid
         )
 
+    def _fail_start(self, job: StoredJob, run_dir: Path, message: str) -> None:
+        with contextlib.suppress(OSError):  # the log is a courtesy; the job's error is the record
+            (run_dir / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+            with (run_dir / LOG_FILE).open("a", encoding="utf-8") as log:
+                log.write(f"amlwait local workspace: {message}\n")
+        self.store.transition(
+            job.seq, (JobStatus.STARTING.value,), JobStatus.FAILED.value, error=message
+        )
 
-def _spawn(job: StoredJob, run_dir: Path) -> int:
+
+def _spawn(plan: RunPlan) -> int:
+    run_dir = plan.run_dir
     (run_dir / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
     for stale in (run_dir / EXIT_CODE_FILE, run_dir / f"{EXIT_CODE_FILE}.tmp"):
         stale.unlink(missing_ok=True)
-    properties = job.properties
-    env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in (properties.get("environmentVariables") or {}).items()})
-    env["AZUREML_RUN_ID"] = job.ref.name
-    env["AZUREML_EXPERIMENT_NAME"] = str(properties.get("experimentName") or "Default")
-    argv = ["/bin/sh", "-c", _WRAPPER, "amlwait-job", render_command(properties), str(run_dir)]
+    env = {**os.environ, **plan.environment}
+    argv = ["/bin/sh", "-c", _WRAPPER, "amlwait-job", plan.command, str(run_dir), str(plan.cwd)]
     file_actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (
@@ -365,9 +355,3 @@ def _read_exit_code(run_dir: Path) -> int | None:
         return int((run_dir / EXIT_CODE_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _safe_segment(part: str) -> str:
-    """A path segment that cannot climb out of the runs directory."""
-    quoted = quote(part, safe="-_.~@+=,")
-    return quoted.replace(".", "%2E") if set(quoted) <= {"."} else quoted

@@ -8,6 +8,11 @@ The store answers the app as a :class:`~.backend.Backend`. A ``$skipToken`` is t
 sequence number of the last job of the previous page: paging stays stable while jobs are
 added, and the order is creation order.
 
+A new job is planned by :mod:`~.runtime` as it is PUT: one that cannot run (an Azure ML
+code asset, an unknown ``${{inputs.NAME}}``...) is refused with a 400, and the stored
+properties carry each output's local ``uri``. An update PUT plans nothing: only mutable
+fields change.
+
 Columns the runner owns: ``pid`` (process group leader of a running job), ``exit_code``
 and ``error``. A cancel operation is a row of ``operations`` naming the job; it is done
 when the job's status is terminal.
@@ -34,6 +39,13 @@ from amlwait.workspace.document import (
     updated_job_properties,
 )
 from amlwait.workspace.errors import ArmError
+from amlwait.workspace.runtime import (
+    JobSetupError,
+    plan_run,
+    run_directory,
+    runs_root,
+    with_output_uris,
+)
 
 DATABASE_NAME = "workspace.db"
 SCHEMA_VERSION = 1
@@ -153,7 +165,7 @@ class JobStore:
         with self._lock:
             row = self._select_one(ref)
             if row is None:
-                stored = new_job_properties(ref.name, properties)
+                stored = self._planned(ref, new_job_properties(ref.name, properties))
                 self._db.execute(
                     "INSERT INTO jobs (subscription, resource_group, workspace, name, "
                     "properties, status, created_at, modified_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -246,6 +258,14 @@ class JobStore:
                 (*values, seq, *wanted),
             )
             return cursor.rowcount == 1
+
+    def _planned(self, ref: JobRef, properties: dict[str, Any]) -> dict[str, Any]:
+        run_dir = run_directory(runs_root(self.data_dir), ref)
+        try:
+            plan = plan_run(ref.name, properties, run_dir)
+        except JobSetupError as exc:
+            raise ArmError(400, "UserError", str(exc)) from None
+        return with_output_uris(properties, plan)
 
     def _select_one(self, ref: JobRef) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self._db.execute(

@@ -1,0 +1,193 @@
+"""What ``amlwait submit`` does, behind the click layer.
+
+Everything that can be wrong with the input (connection flags, the circuits file, the job
+template, names, tags, the matrix variable) is checked before the first request, so bad
+input exits 2 having sent nothing. Then every circuit is submitted (see
+:mod:`~amlwait.submit.submitter`), one report line each as it finishes, and the manifest
+is written atomically, listing the newest attempt of every circuit that has one — the
+circuits that failed this time included when an earlier attempt exists.
+
+Exit codes: 0 every circuit has a job · 1 a circuit could not be submitted (run again to
+complete the batch) · 2 bad input · 130 interrupted (circuits not yet started are left).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.manifest import Manifest
+from amlwait.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SUCCEEDED, InputError
+from amlwait.submit.circuits import load_circuits
+from amlwait.submit.plan import DEFAULT_NAME_PATTERN, Batch, plan_batch
+from amlwait.submit.submitter import CircuitResult, Outcome, Submitter
+from amlwait.submit.template import JobTemplate
+
+
+def _workspace(options: dict[str, Any]) -> WorkspaceRef:
+    missing = [
+        hint
+        for key, hint in (
+            ("subscription", "--subscription (or AZURE_SUBSCRIPTION_ID)"),
+            ("resource_group", "-g/--resource-group (or AZURE_RESOURCE_GROUP)"),
+            ("workspace_name", "-w/--workspace-name (or AZUREML_WORKSPACE_NAME)"),
+        )
+        if not options.get(key)
+    ]
+    if missing:
+        raise InputError(f"submit needs {', '.join(missing)}")
+    return WorkspaceRef(
+        options["subscription"], options["resource_group"], options["workspace_name"]
+    )
+
+
+def build_batch(
+    circuits_path: Path,
+    job_path: Path,
+    *,
+    workspace: WorkspaceRef,
+    run_date: date,
+    only: Sequence[str] = (),
+    name_pattern: str = DEFAULT_NAME_PATTERN,
+) -> Batch:
+    """Read both files and plan the batch; raises :class:`InputError` on any problem."""
+    circuits = load_circuits(circuits_path)
+    template = JobTemplate.load(job_path)
+    return plan_batch(
+        circuits.select(only),
+        template,
+        circuits_source=circuits.source,
+        run_date=run_date,
+        workspace=workspace,
+        name_pattern=name_pattern,
+    )
+
+
+def _matrix_lines(batch: Batch, names: Sequence[str], variable: str | None) -> list[str]:
+    if variable is None:
+        return []
+    from amlwait.devops.render import matrix_variable_lines
+
+    return matrix_variable_lines([JobRef(batch.workspace, n) for n in names], variable=variable)
+
+
+def _columns(batch: Batch) -> tuple[int, int]:
+    return (
+        max(len(job.key) for job in batch.jobs),
+        max(len(job.base_name) for job in batch.jobs),
+    )
+
+
+def run_submit(**options: Any) -> int:
+    from amlwait.commands import check_output_path
+
+    workspace = _workspace(options)
+    dry_run: bool = options["dry_run"]
+    output = check_output_path("--output", options.get("output"))
+    if output is None and not dry_run:
+        raise InputError("submit needs --output FILE (the manifest amlwait wait reads)")
+    run_date: date = options.get("run_date") or datetime.now(timezone.utc).date()
+    batch = build_batch(
+        Path(options["circuits"]),
+        Path(options["job"]),
+        workspace=workspace,
+        run_date=run_date,
+        only=options.get("only") or (),
+        name_pattern=options.get("name_pattern") or DEFAULT_NAME_PATTERN,
+    )
+    variable: str | None = options.get("matrix_variable")
+    # Checks the variable and every leg name before anything is sent.
+    planned_lines = _matrix_lines(batch, [job.base_name for job in batch.jobs], variable)
+    if dry_run:
+        return _dry_run(batch, planned_lines, sys.stdout)
+    return _submit(batch, options, output, variable, sys.stdout)
+
+
+def _dry_run(batch: Batch, matrix_lines: list[str], out: TextIO) -> int:
+    width, _ = _columns(batch)
+    for job in batch.jobs:
+        print(f"{job.key:<{width}}  {job.base_name}", file=out)
+        for line in job.command.strip().splitlines():
+            print(f"    {line}", file=out)
+    for line in matrix_lines:
+        print(line, file=out)
+    print(
+        f"dry run: {len(batch.jobs)} jobs would be created for {batch.run_date.isoformat()} in "
+        f"{batch.workspace.workspace} (tag {batch.tag}); nothing was sent, no manifest written",
+        file=out,
+        flush=True,
+    )
+    return EXIT_SUCCEEDED
+
+
+def _submit(
+    batch: Batch,
+    options: dict[str, Any],
+    output: Path | None,
+    variable: str | None,
+    out: TextIO,
+) -> int:
+    from amlwait.azureml.arm import ArmJobSource
+    from amlwait.commands import run_with_signals, write_json_atomically
+
+    width, name_width = _columns(batch)
+
+    def report(result: CircuitResult) -> None:
+        print(
+            f"{result.job.key:<{width}}  {result.job.base_name:<{name_width}}  {result.describe()}",
+            file=out,
+            flush=True,
+        )
+
+    source = ArmJobSource(endpoint=options["arm_endpoint"], api_version=options["api_version"])
+    submitter = Submitter(
+        source,
+        concurrency=options["concurrency"],
+        retry_failed=options["retry_failed"],
+        on_result=report,
+    )
+    interrupted: list[bool] = []
+
+    async def main() -> list[CircuitResult]:
+        async with source:
+            return await submitter.submit(batch)
+
+    def on_signal() -> None:
+        interrupted.append(True)
+        submitter.stop()
+
+    results = run_with_signals(main, on_signal)
+    existing = [r.name for r in results if r.name is not None]
+    manifest = Manifest(
+        jobs=tuple(JobRef(batch.workspace, name) for name in existing),
+        tag=batch.tag,
+        source=str(output),
+    )
+    assert output is not None
+    write_json_atomically(output, manifest.to_document())
+    for line in _matrix_lines(batch, existing, variable):
+        print(line, file=out)
+    counts = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
+    print(
+        f"{len(results)} circuits: {counts[Outcome.SUBMITTED]} submitted, "
+        f"{counts[Outcome.EXISTS]} already existed, {counts[Outcome.RESUBMITTED]} resubmitted, "
+        f"{counts[Outcome.FAILED]} failed; {output} lists {len(existing)} jobs "
+        f"(tag {batch.tag})",
+        file=out,
+        flush=True,
+    )
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if counts[Outcome.FAILED]:
+        print(
+            f"{counts[Outcome.FAILED]} circuits could not be submitted; run the same command "
+            "again to complete the batch",
+            file=out,
+            flush=True,
+        )
+        return EXIT_FAILED
+    return EXIT_SUCCEEDED

@@ -131,7 +131,7 @@ def test_wait_retries_a_flaky_job_on_the_local_workspace(tmp_path: Path) -> None
                 endpoint=workspace.endpoint,
             )
             assert result.returncode == 0, result.stdout + result.stderr
-            assert "FLAKY  Failed -> retried as FLAKY_r2 (attempt 2)" in result.stdout
+            assert "FLAKY  Failed -> retried as FLAKY_r2 (retry 1 of this wait)" in result.stdout
             assert json.loads(manifest.read_text()) == {
                 "jobs": ["FLAKY_r2", "STEADY"],
                 "tag": "batch-1",
@@ -145,3 +145,12 @@ def test_wait_retries_a_flaky_job_on_the_local_workspace(tmp_path: Path) -> None
         ("STEADY", "succeeded", 1),
         ("FLAKY_r2", "succeeded", 2),
     ]
+
+
+def test_a_manifest_naming_a_second_attempt_retries_as_the_third() -> None:
+    clock = VirtualClock()
+    source = FakeJobSource(clock)
+    source.add_job("TRAIN_r2", [(0, "Failed")])
+    result, _ = run(source, clock, retries=1)
+    assert source.submitted == ["TRAIN_r3"]
+    assert [j.name for j in result.jobs] == ["TRAIN_r2", "TRAIN_r3"]

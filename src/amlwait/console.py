@@ -131,7 +131,7 @@ class PlainReporter:
         elif isinstance(event, JobRetried):
             self.say(
                 f"{event.old.name}  Failed -> retried as {event.new.name} "
-                f"(attempt {event.new.attempt})",
+                f"(retry {event.new.attempt - 1} of this wait)",
                 event.at,
             )
         elif isinstance(event, JobMissing):

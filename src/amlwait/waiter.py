@@ -290,8 +290,9 @@ class Waiter:
         resubmitter: JobResubmitter = self.source  # type: ignore[assignment]
 
         async def retry(job: JobState) -> None:
-            base, _ = split_attempt(job.name)
-            new_name = attempt_name(base, job.attempt + 1)
+            # The name says which attempt this is (the manifest may already name a _r2).
+            base, number = split_attempt(job.name)
+            new_name = attempt_name(base, number + 1)
             new_ref = await resubmitter.resubmit_job(job.ref, new_name)
             self._emit(self.tracker.retry(job.ref, new_ref, self.clock.now()))
 

@@ -152,8 +152,8 @@ def test_a_job_missing_past_the_grace_fails_as_not_found() -> None:
     ghost = by_name(result)["GHOST"]
     assert result.outcome is BatchOutcome.FAILED
     assert ghost.outcome.value == "not_found"
-    # Failed at the grace, not a poll interval later.
-    assert ghost.finished_at - result.started_at == 300
+    # Failed at the grace (give or take the wake coalescing), not a poll interval later.
+    assert 300 <= ghost.finished_at - result.started_at <= 301
 
 
 def test_not_responding_that_recovers_is_only_a_warning() -> None:

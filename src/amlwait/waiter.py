@@ -27,6 +27,11 @@ from amlwait.core.tracker import BatchOutcome, BatchTracker, Event, JobState
 from amlwait.throttle import DeadlineReached, read_deadline
 
 DEFAULT_TIMEOUT = 48 * 3600.0
+TICK_SECONDS = 30.0
+# Jobs falling due within this share of the poll interval after the first one are read
+# in the same wake: fewer wakes for big batches, and never a read before its due time.
+COALESCE_SHARE = 0.02
+COALESCE_MAX = 1.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,8 @@ class Waiter:
         self.deadline = Deadline.after(self.started_at, self.options.timeout)
         self.tracker = BatchTracker(jobs, self.options.policy, self.started_at)
         self._stop = asyncio.Event()
+        self._last_tick_at = -math.inf
+        self._last_tick_finished = -1
         self._pages: dict[WorkspaceRef, int] = {}
         self._absent_from_listing: set[JobRef] = set()
 
@@ -178,7 +185,7 @@ class Waiter:
             except DeadlineReached:
                 # A read could not be done (throttled or retrying) before the deadline:
                 # nothing more can be learnt in time.
-                self._tick(self.clock.now())
+                self._tick(self.clock.now(), force=True)
                 break
             first_pass = False
             if not done:
@@ -195,7 +202,8 @@ class Waiter:
                 break
             if self.deadline.expired(now):
                 break
-            wake = self.deadline.clamp(self.tracker.next_wake())
+            slack = min(COALESCE_MAX, COALESCE_SHARE * self.options.policy.poll_interval)
+            wake = self.deadline.clamp(self.tracker.next_wake() + slack)
             if not await self._until_stopped(self.clock.sleep(wake - now)):
                 interrupted = True
                 break
@@ -218,16 +226,17 @@ class Waiter:
         await asyncio.gather(task, return_exceptions=True)
         return False
 
-    def _tick(self, now: float) -> None:
-        finished = sum(1 for job in self.tracker.jobs.values() if job.finished)
+    def _tick(self, now: float, *, force: bool = False) -> None:
+        """Tell the listener how far the batch is: when a job finished since the last
+        tick, and otherwise at most every ``TICK_SECONDS`` (counting is O(N))."""
+        finished = self.tracker.finished_count
+        quiet = now - self._last_tick_at < TICK_SECONDS
+        if not force and finished == self._last_tick_finished and quiet:
+            return
+        self._last_tick_at, self._last_tick_finished = now, finished
+        total = sum(1 for job in self.tracker.jobs.values() if job.current)
         self._emit(
-            Tick(
-                now,
-                dict(self.tracker.counts()),
-                self.deadline.remaining(now),
-                finished,
-                len(self.tracker.jobs),
-            )
+            Tick(now, dict(self.tracker.counts()), self.deadline.remaining(now), finished, total)
         )
 
     # -- reading ------------------------------------------------------------------------

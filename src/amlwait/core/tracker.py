@@ -9,6 +9,8 @@ should hear about. It never reads a clock itself.
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -136,10 +138,16 @@ class BatchTracker:
         self.started_at = started_at
         self.stall_after = dict(stall_after)
         self.jobs: dict[JobRef, JobState] = {}
+        # When each job is due, as a heap with lazy deletion: an entry is stale once its
+        # job is finished or was rescheduled. Keeps a wake O(log N) for 10,000 jobs.
+        self._queue: list[tuple[float, int, JobRef]] = []
+        self._order = itertools.count()
+        self.finished_count = 0
         for ref in refs:
             if ref in self.jobs:
                 raise ValueError(f"job {ref.name} is listed twice in {ref.workspace}")
             self.jobs[ref] = JobState(ref=ref)
+            self._push(self.jobs[ref])
         if not self.jobs:
             raise ValueError("no jobs to wait for")
 
@@ -163,11 +171,33 @@ class BatchTracker:
     def unfinished(self) -> list[JobState]:
         return [job for job in self.jobs.values() if not job.finished]
 
+    def _push(self, job: JobState) -> None:
+        heapq.heappush(self._queue, (job.next_due, next(self._order), job.ref))
+
+    def _is_stale(self, entry: tuple[float, int, JobRef]) -> bool:
+        job = self.jobs[entry[2]]
+        return job.finished or job.next_due != entry[0]
+
     def due(self, now: float) -> list[JobState]:
-        return [job for job in self.jobs.values() if not job.finished and job.next_due <= now]
+        """The unfinished jobs due by ``now``, most overdue first; each is expected to be
+        read (and so rescheduled) by the caller."""
+        jobs: list[JobState] = []
+        seen: set[JobRef] = set()
+        while self._queue and self._queue[0][0] <= now:
+            entry = heapq.heappop(self._queue)
+            if self._is_stale(entry) or entry[2] in seen:
+                continue
+            seen.add(entry[2])
+            jobs.append(self.jobs[entry[2]])
+        # Reading them reschedules them; until then they stay due.
+        for job in jobs:
+            self._push(job)
+        return jobs
 
     def next_wake(self) -> float:
-        return min((job.next_due for job in self.unfinished()), default=math.inf)
+        while self._queue and self._is_stale(self._queue[0]):
+            heapq.heappop(self._queue)
+        return self._queue[0][0] if self._queue else math.inf
 
     @property
     def all_finished(self) -> bool:
@@ -267,15 +297,18 @@ class BatchTracker:
     def _schedule(self, job: JobState, now: float, *, changed: bool) -> None:
         job.interval = self.policy.next_interval(job.interval, changed)
         job.next_due = now + job.interval
+        self._push(job)
 
     def _due_by(self, job: JobState, now: float, moment: float) -> None:
         """Read again by ``moment`` (a grace ending), but never within the poll interval."""
         job.next_due = max(now + self.policy.poll_interval, min(job.next_due, moment))
+        self._push(job)
 
     def _finish(self, job: JobState, outcome: Outcome, now: float, reason: str | None) -> Event:
         job.outcome = outcome
         job.finished_at = now
         job.reason = reason
+        self.finished_count += 1
         return JobFinished(job, outcome, now)
 
     def retry(self, old: JobRef, new: JobRef, now: float) -> JobRetried:
@@ -288,6 +321,8 @@ class BatchTracker:
         previous.reason = f"{previous.status}; retried as {new.name}"
         state = JobState(ref=new, attempt=previous.attempt + 1, retry_of=old)
         self.jobs[new] = state
+        self.finished_count -= 1  # the old attempt no longer counts; the new one is going
+        self._push(state)
         return JobRetried(previous, state, now)
 
     def close(self, now: float) -> None:

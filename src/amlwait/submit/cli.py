@@ -60,6 +60,15 @@ from amlwait.options import connection_options
     is_flag=True,
     help="Resubmit circuits whose newest job Failed or was Canceled (as NAME_r2, …).",
 )
+@click.option(
+    "--via",
+    type=click.Choice(["arm", "azure-ai-ml"]),
+    default="arm",
+    show_default=True,
+    help="arm: plain ARM PUTs (the local workspace, or Azure with registered code); "
+    "azure-ai-ml: the SDK uploads the code folder and creates the job (pip install "
+    "'amlwait[azure]').",
+)
 @click.option("--dry-run", is_flag=True, help="Print the jobs that would be created; send nothing.")
 @click.option(
     "--matrix-variable",

@@ -55,9 +55,28 @@ def build_batch(
     name_pattern: str = DEFAULT_NAME_PATTERN,
 ) -> Batch:
     """Read both files and plan the batch; raises :class:`InputError` on any problem."""
+    return _plan(
+        circuits_path,
+        job_path,
+        workspace=workspace,
+        run_date=run_date,
+        only=only,
+        name_pattern=name_pattern,
+    )[0]
+
+
+def _plan(
+    circuits_path: Path,
+    job_path: Path,
+    *,
+    workspace: WorkspaceRef,
+    run_date: date,
+    only: Sequence[str] = (),
+    name_pattern: str = DEFAULT_NAME_PATTERN,
+) -> tuple[Batch, JobTemplate]:
     circuits = load_circuits(circuits_path)
     template = JobTemplate.load(job_path)
-    return plan_batch(
+    batch = plan_batch(
         circuits.select(only),
         template,
         circuits_source=circuits.source,
@@ -65,6 +84,7 @@ def build_batch(
         workspace=workspace,
         name_pattern=name_pattern,
     )
+    return batch, template
 
 
 def _matrix_lines(batch: Batch, names: Sequence[str], variable: str | None) -> list[str]:
@@ -91,7 +111,7 @@ def run_submit(**options: Any) -> int:
     if output is None and not dry_run:
         raise InputError("submit needs --output FILE (the manifest amlwait wait reads)")
     run_date: date = options.get("run_date") or datetime.now(timezone.utc).date()
-    batch = build_batch(
+    batch, template = _plan(
         Path(options["circuits"]),
         Path(options["job"]),
         workspace=workspace,
@@ -104,7 +124,12 @@ def run_submit(**options: Any) -> int:
     planned_lines = _matrix_lines(batch, [job.base_name for job in batch.jobs], variable)
     if dry_run:
         return _dry_run(batch, planned_lines, sys.stdout)
-    return _submit(batch, options, output, variable, sys.stdout)
+    source: Any = None
+    if options.get("via") == "azure-ai-ml":
+        from amlwait.submit.azure_sdk import AzureMLSubmitSource
+
+        source = AzureMLSubmitSource.for_batch(template, batch)
+    return _submit(batch, options, output, variable, sys.stdout, source=source)
 
 
 def _dry_run(batch: Batch, matrix_lines: list[str], out: TextIO) -> int:
@@ -130,6 +155,8 @@ def _submit(
     output: Path | None,
     variable: str | None,
     out: TextIO,
+    *,
+    source: Any = None,
 ) -> int:
     from amlwait.azureml.arm import ArmJobSource
     from amlwait.commands import run_with_signals, write_json_atomically
@@ -143,7 +170,8 @@ def _submit(
             flush=True,
         )
 
-    source = ArmJobSource(endpoint=options["arm_endpoint"], api_version=options["api_version"])
+    if source is None:
+        source = ArmJobSource(endpoint=options["arm_endpoint"], api_version=options["api_version"])
     submitter = Submitter(
         source,
         concurrency=options["concurrency"],

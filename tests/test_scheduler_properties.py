@@ -85,12 +85,17 @@ COMMON = settings(max_examples=60, deadline=None, suppress_health_check=[HealthC
 @COMMON
 @given(scenarios())
 def test_no_job_is_read_twice_within_the_poll_interval(scenario: dict[str, object]) -> None:
+    """No job is fetched (GET) twice within the poll interval, and no batch is listed
+    twice within it (a LIST reads every job of the batch at once)."""
     source, _, _, _ = play(scenario)
     poll = float(scenario["poll"])  # type: ignore[arg-type]
     for index in range(len(scenario["timelines"])):  # type: ignore[arg-type]
-        reads = source.reads_of(f"J{index}")
-        gaps = [b - a for a, b in itertools.pairwise(reads)]
+        gets = [r.at for r in source.requests if r.kind == "get" and r.job == f"J{index}"]
+        gaps = [b - a for a, b in itertools.pairwise(gets)]
         assert all(gap >= poll - 1e-6 for gap in gaps), (index, gaps)
+    listings = [r.at for r in source.requests if r.kind == "list"]
+    gaps = [b - a for a, b in itertools.pairwise(listings)]
+    assert all(gap >= poll - 1e-6 for gap in gaps), ("list", gaps)
 
 
 @COMMON
@@ -98,7 +103,7 @@ def test_no_job_is_read_twice_within_the_poll_interval(scenario: dict[str, objec
 def test_requests_never_exceed_the_budget(scenario: dict[str, object]) -> None:
     source, _, _, _ = play(scenario)
     rate, burst = float(scenario["rate"]), int(scenario["burst"])  # type: ignore[arg-type]
-    times = sorted(r.at for r in source.requests if r.kind in ("get", "list", "cancel"))
+    times = sorted(r.at for r in source.requests if r.kind in ("get", "list", "list-next", "put", "cancel"))
     # In any window [t_i, t_j] at most burst + rate * (t_j - t_i) requests start.
     for i in range(len(times)):
         for j in range(i, len(times)):

@@ -44,7 +44,7 @@ def status_at(timeline: Timeline, offset: float) -> str | None:
 @dataclass(frozen=True)
 class FakeRequest:
     at: float
-    kind: str  # "get" | "list" | "cancel"
+    kind: str  # "get" | "list" | "list-next" | "listed" (a job on a page) | "put" | "cancel"
     job: str | None
     workspace: WorkspaceRef
 
@@ -156,10 +156,12 @@ class FakeJobSource:
                 listed.append(snapshot)
         pages = [listed[i : i + self.page_size] for i in range(0, len(listed), self.page_size)]
         result: list[JobSnapshot] = []
-        for page in pages or [[]]:
+        for number, page in enumerate(pages or [[]]):
             await self._slot()
             now = self.clock.now()
-            self.requests.append(FakeRequest(now, "list", None, workspace))
+            # "list" is the first page of a listing, "list-next" a page after it.
+            kind = "list" if number == 0 else "list-next"
+            self.requests.append(FakeRequest(now, kind, None, workspace))
             for snapshot in page:
                 ref = JobRef(workspace, snapshot.name)
                 self.requests.append(FakeRequest(now, "listed", snapshot.name, workspace))

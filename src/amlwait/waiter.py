@@ -275,7 +275,7 @@ class Waiter:
             if ref in self.tracker.jobs:
                 seen.add(ref)
                 self._absent_from_listing.discard(ref)
-                self._emit_all(self.tracker.observe(ref, snapshot, now))
+                self._emit_all(self.tracker.observe(ref, snapshot, now, listed=True))
         # A job the listing lacks (not tagged, or not created yet) is read by GET.
         missing = [job.ref for job in due if job.ref not in seen]
         self._absent_from_listing.update(missing)

@@ -226,14 +226,22 @@ class BatchTracker:
 
     # -- observations -------------------------------------------------------------------
 
-    def observe(self, ref: JobRef, snapshot: JobSnapshot | None, now: float) -> list[Event]:
+    def observe(
+        self, ref: JobRef, snapshot: JobSnapshot | None, now: float, *, listed: bool = False
+    ) -> list[Event]:
+        """Record one read of ``ref`` made at ``now``.
+
+        ``listed``: the read came from a LIST of the whole batch. A LIST page costs one
+        request whatever it holds, so listed jobs are not backed off: they are due again
+        after ``poll_interval`` (per-job backoff only saves requests for single GETs).
+        """
         job = self.jobs[ref]
         if job.finished:
             return []
         job.last_read = now
         if snapshot is None:
             return self._observe_missing(job, now)
-        return self._observe_status(job, snapshot, now)
+        return self._observe_status(job, snapshot, now, listed=listed)
 
     def _observe_missing(self, job: JobState, now: float) -> list[Event]:
         events: list[Event] = []
@@ -249,7 +257,9 @@ class BatchTracker:
             self._due_by(job, now, grace_ends)
         return events
 
-    def _observe_status(self, job: JobState, snapshot: JobSnapshot, now: float) -> list[Event]:
+    def _observe_status(
+        self, job: JobState, snapshot: JobSnapshot, now: float, *, listed: bool = False
+    ) -> list[Event]:
         events: list[Event] = []
         job.missing_since = None
         if job.first_seen is None:
@@ -265,7 +275,7 @@ class BatchTracker:
             job.status_since = now
             job.stall_warned_at = None
             job.history.append((now, new))
-        self._schedule(job, now, changed=changed)
+        self._schedule(job, now, changed=changed or listed)
         since = job.status_since if job.status_since is not None else now
 
         if new in TERMINAL:

@@ -192,11 +192,13 @@ def _attach_workspace_group() -> None:
 _attach_workspace_group()
 
 from amlwait.devops.render_cli import matrix, render  # noqa: E402
+from amlwait.service.cli import serve  # noqa: E402
 from amlwait.submit.cli import submit  # noqa: E402
 
 cli.add_command(render)
 cli.add_command(matrix)
 cli.add_command(submit)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

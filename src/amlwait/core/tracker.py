@@ -194,6 +194,17 @@ class BatchTracker:
             self._push(job)
         return jobs
 
+    def read_now(self, name: str, now: float) -> bool:
+        """Make every unfinished job called ``name`` due at ``now`` (an event said it
+        changed). Polling stays the truth: this only brings its next read forward."""
+        woken = False
+        for job in self.jobs.values():
+            if job.name == name and not job.finished and job.next_due > now:
+                job.next_due = now
+                self._push(job)
+                woken = True
+        return woken
+
     def next_wake(self) -> float:
         while self._queue and self._is_stale(self._queue[0]):
             heapq.heappop(self._queue)

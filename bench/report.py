@@ -1,0 +1,156 @@
+"""The results as a Markdown table and a chart (Pillow; no matplotlib needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.strategies import SKIPPED, STRATEGIES
+
+COLUMNS = [
+    ("strategy", "strategy"),
+    ("requests", "ARM requests"),
+    ("throttled", "429s"),
+    ("latency_p50_s", "detect p50 s"),
+    ("latency_p95_s", "detect p95 s"),
+    ("latency_max_s", "detect max s"),
+    ("exit_after_last_end_s", "exit after last end s"),
+    ("detected", "detected"),
+    ("wrong_outcome", "wrong"),
+    ("strategy_cpu_s", "strategy CPU s"),
+    ("cpu_s", "child CPU s"),
+    ("peak_rss_mb", "peak RSS MB"),
+    ("agent_minutes", "agent-minutes"),
+    ("wall_s", "wall s"),
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table(run: dict[str, Any]) -> str:
+    lines = [
+        f"N = {run['n']:,} ({run['clock']} clock, seed {run['seed']}, longest run "
+        f"{run['max_run'] / 3600:g} h, timelines x{run.get('scale', 1.0):g})",
+        "",
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "|".join("---" if key == "strategy" else "---:" for key, _ in COLUMNS) + "|",
+    ]
+    for result in run["results"]:
+        cells = [_cell(result.get(key)) for key, _ in COLUMNS]
+        if result.get("error"):
+            cells[0] += f" (error: {result['error'].splitlines()[0][:80]})"
+        lines.append("| " + " | ".join(cells) + " |")
+    for name, note in SKIPPED.items():
+        lines.append(f"| {name} | {note} |" + " |" * (len(COLUMNS) - 2))
+    lines.append("")
+    lines += [f"- `{name}`: {text}" for name, (_, text) in STRATEGIES.items()]
+    return "\n".join(lines)
+
+
+def targets(runs: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, each said to be met or missed, from the numbers at hand."""
+    lines = []
+    by_n = {run["n"]: {r["strategy"]: r for r in run["results"]} for run in runs}
+    for n, results in sorted(by_n.items()):
+        naive = results.get("naive-60s")
+        for name in ("amlwait-list", "amlwait-get"):
+            ours = results.get(name)
+            if not naive or not ours or not ours.get("requests") or not naive.get("requests"):
+                continue
+            share = ours["requests"] / naive["requests"]
+            p95 = (ours.get("latency_p95_s") or math.inf) / (naive.get("latency_p95_s") or 1)
+            lines.append(
+                f"N={n:,} {name}: requests {share:.3f} of naive (target ≤ 0.05: "
+                f"{'met' if share <= 0.05 else 'missed'}); p95 detection {p95:.2f} of naive "
+                f"(target ≤ 0.25: {'met' if p95 <= 0.25 else 'missed'})"
+            )
+        for name, result in results.items():
+            if name.startswith("amlwait"):
+                failed = result.get("error") or result.get("undetected")
+                lines.append(
+                    f"N={n:,} {name}: {result.get('throttled', 0)} 429s, "
+                    f"{'FAILED' if failed else 'finished, every job detected'}"
+                )
+                if n >= 10_000:
+                    rss = result.get("peak_rss_mb") or math.inf
+                    lines.append(
+                        f"N={n:,} {name}: peak RSS {rss} MB (target ≤ 150: "
+                        f"{'met' if rss <= 150 else 'missed'})"
+                    )
+    ns = sorted(by_n)
+    for name in ("amlwait-list", "amlwait-get"):
+        points = [
+            (n, by_n[n][name]["requests"]) for n in ns if by_n[n].get(name, {}).get("requests")
+        ]
+        if len(points) >= 2:
+            (n0, r0), (n1, r1) = points[0], points[-1]
+            exponent = math.log(r1 / r0) / math.log(n1 / n0)
+            lines.append(
+                f"{name}: requests grow as N^{exponent:.2f} from N={n0:,} to N={n1:,} "
+                f"(target ≤ linear: {'met' if exponent <= 1.05 else 'missed'})"
+            )
+    return lines
+
+
+def chart(runs: list[dict[str, Any]], path: Path) -> None:
+    """Requests and p95 detection latency per strategy and N, log scale, as a PNG."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    names = [n for n in STRATEGIES if n != "baseline"]
+    panels = [("ARM requests", "requests"), ("p95 detection latency (s)", "latency_p95_s")]
+    width, height, margin = 1200, 520, 70
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    colours = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2"]
+    panel_width = (width - margin) // len(panels)
+    for index, (title, key) in enumerate(panels):
+        left = margin + index * panel_width
+        right = left + panel_width - margin
+        top, bottom = 40, height - 110
+        values = [r.get(key) for run in runs for r in run["results"] if r["strategy"] in names]
+        positive = [v for v in values if v]
+        if not positive:
+            continue
+        low = 10 ** math.floor(math.log10(min(positive)))
+        high = 10 ** math.ceil(math.log10(max(positive)))
+        span = math.log10(high) - math.log10(low) or 1
+
+        def y(
+            value: float, low: float = low, span: float = span, top: int = top, bottom: int = bottom
+        ) -> float:
+            return bottom - (math.log10(value) - math.log10(low)) / span * (bottom - top)
+
+        draw.text((left, 12), title + " (log scale)", fill="black", font=font)
+        decade = low
+        while decade <= high:
+            draw.line((left, y(decade), right, y(decade)), fill="#dddddd")
+            draw.text((left - 60, y(decade) - 6), f"{decade:,.0f}", fill="black", font=font)
+            decade *= 10
+        group = (right - left) / len(names)
+        bar = group * 0.8 / max(1, len(runs))
+        for s, name in enumerate(names):
+            for r_index, run in enumerate(runs):
+                result = next((r for r in run["results"] if r["strategy"] == name), {})
+                value = result.get(key)
+                x0 = left + s * group + group * 0.1 + r_index * bar
+                if value:
+                    draw.rectangle(
+                        (x0, y(value), x0 + bar - 2, bottom), fill=colours[r_index % len(colours)]
+                    )
+            draw.text((left + s * group + 4, bottom + 8), name, fill="black", font=font)
+        draw.line((left, bottom, right, bottom), fill="black")
+    for r_index, run in enumerate(runs):
+        x = margin + r_index * 140
+        draw.rectangle((x, height - 40, x + 14, height - 26), fill=colours[r_index % len(colours)])
+        draw.text((x + 20, height - 40), f"N = {run['n']:,}", fill="black", font=font)
+    image.save(path)

@@ -1,0 +1,5 @@
+"""``python -m amlwait.service [OPTIONS]`` runs ``amlwait serve``."""
+
+from amlwait.service.cli import main
+
+main()

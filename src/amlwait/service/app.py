@@ -1,0 +1,250 @@
+"""The HTTP face of the waiting service (Starlette).
+
+=====================================  =========================================  ========
+route                                  does                                       key
+=====================================  =========================================  ========
+``POST /v1/waits``                     store a wait (202 ``{"waitId"}``)          header
+``GET /v1/waits/{waitId}``             its jobs, their states, the outcome        header
+``GET /healthz``                       ``ok``                                     none
+``GET /metrics``                       Prometheus text                            header
+``POST /v1/events/eventgrid``          Event Grid handshake; run events wake      ``?key=``
+``OPTIONS /v1/events/eventgrid``       CloudEvents handshake                      ``?key=``
+=====================================  =========================================  ========
+
+``POST /v1/waits`` only validates and writes to the store: no Azure call is made while
+the pipeline waits for the answer, and nothing is sent anywhere for a refused request.
+The key is ``X-Amlwait-Key``, compared in constant time. The ``AuthToken`` header goes to
+the store only; it is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from amlwait.service.models import (
+    MAX_BODY_CHARS,
+    RequestProblem,
+    parse_callback,
+    parse_wait_request,
+)
+from amlwait.service.store import Store, WaitRecord
+from amlwait.service.watcher import Watcher
+
+KEY_HEADER = "X-Amlwait-Key"
+# Bytes read at most from a body: 4 per character of the 2,000 allowed, so the character
+# count decides, and nobody can make us buffer more.
+_MAX_BODY_BYTES = 4 * MAX_BODY_CHARS
+_VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+_RUN_EVENTS = frozenset(
+    {
+        "Microsoft.MachineLearningServices.RunStatusChanged",
+        "Microsoft.MachineLearningServices.RunCompleted",
+    }
+)
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > _MAX_BODY_BYTES:
+        raise RequestProblem(400, f"the body is too long; at most {MAX_BODY_CHARS} characters")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > _MAX_BODY_BYTES:
+            raise RequestProblem(400, f"the body is too long; at most {MAX_BODY_CHARS} characters")
+    return bytes(body)
+
+
+def wait_document(record: WaitRecord) -> dict[str, Any]:
+    """What ``GET /v1/waits/{waitId}`` answers (never the token)."""
+    result = record.result or {}
+    request = record.request
+    return {
+        "waitId": record.wait_id,
+        "state": record.state,
+        "outcome": record.outcome,
+        "result": result.get("result"),
+        "reason": result.get("reason"),
+        "tag": request.get("tag"),
+        "expectedJobs": request.get("expectedJobs"),
+        "workspace": {
+            "subscription": request.get("subscription"),
+            "resourceGroup": request.get("resourceGroup"),
+            "workspace": request.get("workspace"),
+        },
+        "jobs": result.get("states") or [{"name": name} for name in result.get("jobs", [])],
+        "createdAt": record.created_at,
+        "deadline": record.deadline,
+    }
+
+
+def create_app(
+    store: Store,
+    *,
+    allowed_orgs: Sequence[str],
+    service_key: str | None,
+    eventgrid_key: str | None = None,
+    watcher: Watcher | None = None,
+) -> Starlette:
+    """The service's ASGI app. ``service_key`` ``None`` turns the key check off (only for
+    ``--insecure-no-auth`` on loopback); ``watcher`` is told about new waits and events."""
+    orgs = tuple(allowed_orgs)
+    requests_served: Counter[str] = Counter()
+
+    def check_key(request: Request) -> None:
+        if service_key is None:
+            return
+        given = request.headers.get(KEY_HEADER)
+        if not given:
+            raise RequestProblem(401, f"missing header {KEY_HEADER}")
+        if not _same(given, service_key):
+            raise RequestProblem(401, f"wrong {KEY_HEADER}")
+
+    def check_eventgrid_key(request: Request) -> None:
+        keys = [key for key in (eventgrid_key, service_key) if key]
+        if not keys:
+            return
+        given = request.query_params.get("key")
+        # Every key is compared, so the time taken does not say which one nearly matched.
+        matches = [_same(given, key) for key in keys]
+        if not any(matches):
+            raise RequestProblem(401, "missing or wrong ?key= on the Event Grid endpoint")
+
+    async def create_wait(request: Request) -> Response:
+        check_key(request)
+        callback, token = parse_callback(request.headers, orgs)
+        wait = parse_wait_request(await _read_body(request))
+        now = time.time()
+        try:
+            record, created = await asyncio.to_thread(
+                store.create_wait,
+                plan_key=callback.plan_key,
+                request=wait.to_document(),
+                callback=callback.to_document(),
+                auth_token=token,
+                deadline=now + wait.timeout_seconds,
+                now=now,
+            )
+        except ValueError:  # the store refuses a token that also appears in plain text
+            raise RequestProblem(400, "the AuthToken appears in the body or headers") from None
+        if created and watcher is not None:
+            watcher.nudge()
+        return JSONResponse({"waitId": record.wait_id}, status_code=202)
+
+    async def get_wait(request: Request) -> Response:
+        check_key(request)
+        wait_id = str(request.path_params["wait_id"])
+        record = await asyncio.to_thread(store.get_wait, wait_id)
+        if record is None:
+            return _problem(404, f"no wait {wait_id[:80]!r}")
+        return JSONResponse(wait_document(record))
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def metrics(request: Request) -> Response:
+        check_key(request)
+        values = {f"store_{k}": v for k, v in (await asyncio.to_thread(store.metrics)).items()}
+        if watcher is not None:
+            values.update(watcher.metrics())
+        lines = []
+        for name, value in sorted(values.items()):
+            lines += [f"# TYPE amlwait_{name} gauge", f"amlwait_{name} {value}"]
+        lines.append("# TYPE amlwait_http_requests_total counter")
+        for route, count in sorted(requests_served.items()):
+            lines.append(f'amlwait_http_requests_total{{route="{route}"}} {count}')
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    async def eventgrid_options(request: Request) -> Response:
+        check_eventgrid_key(request)
+        origin = request.headers.get("WebHook-Request-Origin", "")
+        if not origin or len(origin) > 255 or any(ord(c) < 33 for c in origin):
+            raise RequestProblem(400, "missing or invalid WebHook-Request-Origin header")
+        return Response(
+            status_code=200,
+            headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"},
+        )
+
+    async def eventgrid(request: Request) -> Response:
+        check_eventgrid_key(request)
+        try:
+            document = json.loads(await request.body())
+        except ValueError:
+            raise RequestProblem(400, "the body is not valid JSON") from None
+        events = document if isinstance(document, list) else [document]
+        if not all(isinstance(event, dict) for event in events):
+            raise RequestProblem(400, "expected an event or a list of events")
+        for event in events:
+            if _event_type(event) == _VALIDATION_EVENT:
+                code = (event.get("data") or {}).get("validationCode")
+                if not isinstance(code, str):
+                    raise RequestProblem(400, "the validation event has no validationCode")
+                return JSONResponse({"validationResponse": code})
+        runs = [run for run in map(_run_of, events) if run is not None]
+        woken = watcher.wake_runs(runs) if watcher is not None else 0
+        return JSONResponse({"events": len(runs), "waitsWoken": woken})
+
+    def counted(name: str, handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            requests_served[name] += 1
+            try:
+                response: Response = await handler(request)
+            except RequestProblem as problem:
+                return _problem(problem.status, problem.message)
+            return response
+
+        return endpoint
+
+    routes = [
+        Route("/v1/waits", counted("create_wait", create_wait), methods=["POST"]),
+        Route("/v1/waits/{wait_id}", counted("get_wait", get_wait), methods=["GET"]),
+        Route("/healthz", counted("healthz", healthz), methods=["GET"]),
+        Route("/metrics", counted("metrics", metrics), methods=["GET"]),
+        Route("/v1/events/eventgrid", counted("eventgrid", eventgrid), methods=["POST"]),
+        Route(
+            "/v1/events/eventgrid",
+            counted("eventgrid_handshake", eventgrid_options),
+            methods=["OPTIONS"],
+        ),
+    ]
+    return Starlette(routes=routes)
+
+
+def _event_type(event: dict[str, Any]) -> str:
+    return str(event.get("eventType") or event.get("type") or "")
+
+
+def _run_of(event: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """``(run id, tag keys)`` of an Azure ML run event (Event Grid or CloudEvents schema)."""
+    if _event_type(event) not in _RUN_EVENTS:
+        return None
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    run_id = data.get("runId")
+    if not isinstance(run_id, str) or not run_id:
+        subject = str(event.get("subject") or "")
+        run_id = subject.rsplit("/runs/", 1)[1] if "/runs/" in subject else ""
+    if not run_id:
+        return None
+    tags = data.get("runTags") if isinstance(data.get("runTags"), dict) else {}
+    assert isinstance(tags, dict)
+    return run_id, [str(key) for key in tags]

@@ -1,0 +1,251 @@
+"""What a ``POST /v1/waits`` must carry, checked before anything is stored.
+
+The body (at most 2,000 characters, the limit of ``InvokeRESTAPI@1``'s ``body`` input) is a
+:class:`WaitRequest`; the callback headers ``InvokeRESTAPI@1`` sends with
+``waitForCompletion: true`` are a :class:`Callback` plus the ``AuthToken``. Every problem is
+a :class:`RequestProblem`: an HTTP status and one line saying what is wrong.
+
+``PlanUrl`` is where the completion (with the pipeline's token) will be sent, so it must
+start with an allowed organization URL and be https — plain http only to a loopback
+address, for tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from amlwait.azureml.credentials import is_loopback
+from amlwait.core.duration import parse_duration
+from amlwait.core.jobs import JOB_NAME_PATTERN, tag_key_problem
+
+MAX_BODY_CHARS = 2000
+MAX_TIMEOUT_SECONDS = 30 * 86400.0  # a server job runs at most 30 days
+DEFAULT_TIMEOUT = "48h"
+CALLBACK_HEADERS = (
+    "PlanUrl",
+    "ProjectId",
+    "HubName",
+    "PlanId",
+    "JobId",
+    "TimelineId",
+    "TaskInstanceId",
+)
+AUTH_TOKEN_HEADER = "AuthToken"
+# Ids go into URL paths of the callback: GUIDs in practice, never anything path-like.
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+
+
+class RequestProblem(Exception):
+    """A request refused: ``status`` (400, 401, 403) and one line for the caller."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class WaitRequest(BaseModel):
+    """The JSON body of ``POST /v1/waits``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    subscription: str = Field(min_length=1, max_length=100)
+    resource_group: str = Field(alias="resourceGroup", min_length=1, max_length=90)
+    workspace: str = Field(min_length=1, max_length=255)
+    tag: str
+    expected_jobs: int = Field(alias="expectedJobs", ge=1, le=100_000)
+    jobs: tuple[str, ...] | None = None
+    timeout: str = DEFAULT_TIMEOUT
+    fail_fast: bool = Field(default=False, alias="failFast")
+    cancel_remaining: bool = Field(default=False, alias="cancelRemaining")
+
+    @field_validator("subscription", "resource_group", "workspace")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value):
+            raise ValueError("may hold only letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_key(cls, value: str) -> str:
+        problem = tag_key_problem(value)
+        if problem is not None:
+            raise ValueError(f"the tag key {problem}")
+        return value
+
+    @field_validator("jobs")
+    @classmethod
+    def _job_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("is empty; leave it out to list the batch by its tag")
+        for name in value:
+            if not JOB_NAME_PATTERN.match(name):
+                raise ValueError(f"{name[:60]!r} is not a valid Azure ML job name")
+        if len(set(value)) != len(value):
+            raise ValueError("names a job twice")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        seconds = parse_duration(value)
+        if not 0 < seconds <= MAX_TIMEOUT_SECONDS:
+            raise ValueError("must be more than 0 and at most 30d (a server job's limit)")
+        return value
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
+
+    def to_document(self) -> dict[str, Any]:
+        """As stored (and as the caller wrote it: camelCase)."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+@dataclass(frozen=True)
+class Callback:
+    """Where and how to report back to the pipeline (everything but the token)."""
+
+    plan_url: str
+    project_id: str
+    hub_name: str
+    plan_id: str
+    job_id: str
+    timeline_id: str
+    task_instance_id: str
+
+    @property
+    def plan_key(self) -> str:
+        """What makes a request a repeat of an earlier one."""
+        return f"{self.plan_id}/{self.job_id}/{self.task_instance_id}"
+
+    def to_document(self) -> dict[str, str]:
+        names = dict(zip(asdict(self), CALLBACK_HEADERS, strict=True))
+        return {names[key]: value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Callback:
+        return cls(*(str(document[name]) for name in CALLBACK_HEADERS))
+
+
+def normalize_org(url: str) -> str:
+    """An allowed organization URL as compared: lower case, one trailing ``/``."""
+    return url.strip().rstrip("/").lower() + "/"
+
+
+def org_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an allowed organization URL, or ``None``."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL such as https://dev.azure.com/myorg/"
+    if parts.scheme == "http" and not is_loopback(url):
+        return f"{url!r} uses plain http to a host that is not loopback; use https"
+    if parts.query or parts.fragment:
+        return f"{url!r} has a query or fragment; give the organization URL only"
+    return None
+
+
+def plan_url_allowed(plan_url: str, allowed_orgs: Sequence[str]) -> bool:
+    """True when the token may be sent to ``plan_url``: https (or http to loopback), and
+    it starts with one of the allowed organization URLs."""
+    parts = urlsplit(plan_url)
+    if parts.scheme == "http":
+        if not is_loopback(plan_url):
+            return False
+    elif parts.scheme != "https":
+        return False
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return False
+    target = plan_url.lower()
+    target = target if target.endswith("/") else target + "/"
+    return any(target.startswith(normalize_org(org)) for org in allowed_orgs)
+
+
+def parse_callback(headers: Mapping[str, str], allowed_orgs: Sequence[str]) -> tuple[Callback, str]:
+    """The callback and the ``AuthToken`` from the request headers."""
+    missing = [name for name in (*CALLBACK_HEADERS, AUTH_TOKEN_HEADER) if not headers.get(name)]
+    if missing:
+        raise RequestProblem(
+            400,
+            f"missing header {', '.join(missing)}: call from InvokeRESTAPI@1 with "
+            "waitForCompletion: true (see `amlwait render service`)",
+        )
+    values = {name: headers[name].strip() for name in CALLBACK_HEADERS}
+    for name in CALLBACK_HEADERS[1:]:
+        if not _ID_PATTERN.match(values[name]):
+            raise RequestProblem(400, f"header {name} is not a valid id")
+    plan_url = values["PlanUrl"]
+    if not plan_url_allowed(plan_url, allowed_orgs):
+        raise RequestProblem(
+            403,
+            "PlanUrl is not an https URL of an allowed Azure DevOps organization "
+            "(serve --allow-org / AMLWAIT_ALLOWED_ORGS)",
+        )
+    if not plan_url.endswith("/"):
+        plan_url += "/"
+    token = headers[AUTH_TOKEN_HEADER].strip()
+    if not token or any(ord(c) < 33 for c in token):
+        raise RequestProblem(400, "header AuthToken is not a valid token")
+    callback = Callback(
+        plan_url,
+        values["ProjectId"],
+        values["HubName"],
+        values["PlanId"],
+        values["JobId"],
+        values["TimelineId"],
+        values["TaskInstanceId"],
+    )
+    return callback, token
+
+
+def parse_wait_request(body: bytes) -> WaitRequest:
+    """The body as a :class:`WaitRequest`, or a :class:`RequestProblem` (400)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestProblem(400, "the body is not UTF-8 text") from None
+    if len(text) > MAX_BODY_CHARS:
+        raise RequestProblem(
+            400, f"the body is {len(text)} characters; at most {MAX_BODY_CHARS} are accepted"
+        )
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise RequestProblem(400, f"the body is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise RequestProblem(400, "the body must be a JSON object")
+    try:
+        # JSON mode: strict types as JSON has them (an array is a valid ``jobs``).
+        request = WaitRequest.model_validate_json(text)
+    except ValidationError as error:
+        raise RequestProblem(400, _first_problem(error)) from None
+    if request.jobs is not None and len(request.jobs) != request.expected_jobs:
+        raise RequestProblem(
+            400,
+            f"expectedJobs is {request.expected_jobs} but jobs names {len(request.jobs)}; "
+            "they must agree",
+        )
+    return request
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "body"
+    kind = problem["type"]
+    if kind == "extra_forbidden":
+        return f"unknown field {where!r} in the body"
+    if kind == "missing":
+        return f"the body lacks {where!r}"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"

@@ -1,0 +1,60 @@
+"""``python -m bench --quick`` works end to end: a smoke test, not a timed assertion."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WAITING = ["naive-60s", "sdk-stream", "template-15s", "amlwait-get", "amlwait-list"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| amlwait-list |" in done.stdout
+    return json.loads(out.read_text())
+
+
+def test_quick_bench_runs_every_strategy_to_the_end_and_detects_every_job(
+    quick_run: dict,  # type: ignore[type-arg]
+) -> None:
+    (run,) = quick_run["runs"]
+    results = {result["strategy"]: result for result in run["results"]}
+    assert set(WAITING) <= set(results)
+    for name in WAITING:
+        result = results[name]
+        assert result["error"] is None, name
+        assert result["detected"] + result["wrong_outcome"] == run["n"], name
+        assert result["undetected"] == 0, name
+        # Every strategy but the listing one reads each job at least once by GET.
+        assert result["requests"] >= (1 if name == "amlwait-list" else run["n"]), name
+        assert result["requests"] == result["server_requests"], name
+        assert 0 <= result["latency_min_s"] <= result["latency_p50_s"], name
+        assert result["latency_p50_s"] <= result["latency_p95_s"] <= result["latency_max_s"], name
+        assert result["exit_after_last_end_s"] >= 0, name
+        assert result["agent_minutes"] > 0, name
+        assert result["cpu_s"] > 0 and result["peak_rss_mb"] > 10, name
+
+
+def test_quick_bench_reads_the_batch_by_listing_with_far_fewer_requests(
+    quick_run: dict,  # type: ignore[type-arg]
+) -> None:
+    (run,) = quick_run["runs"]
+    results = {result["strategy"]: result for result in run["results"]}
+    assert results["amlwait-list"]["requests"] < results["naive-60s"]["requests"] / 5
+    assert results["amlwait-list"]["throttled"] == 0
+    assert "service" in run["skipped"]
+    assert quick_run["targets"]

@@ -2,7 +2,8 @@
 
 Real clock, real HTTP: a scripted workspace on loopback holds W×J jobs (each Running, then
 Completed 20–60 s after the start), a fake Azure DevOps plan API records the callbacks,
-and one service process (SQLite store, default polling and request budget) takes W
+and one service process (SQLite store, default polling and request budget unless
+``--fast``) takes W
 ``POST /v1/waits``. Prints the service's peak RSS, the ARM requests it sent, and when the
 last TaskCompleted arrived.
 
@@ -35,6 +36,11 @@ def main() -> None:
     parser.add_argument("--waits", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--limit", type=float, default=900.0, help="give up after (s)")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="the tests' sub-second polling instead of the defaults (15 s, backing off to 2 m)",
+    )
     args = parser.parse_args()
     rng = random.Random(7)
     devops = FakeDevOps().start()
@@ -49,7 +55,17 @@ def main() -> None:
                     [(0, "Running"), (done, "Completed")],
                     tags={f"batch-{w:05d}": "1"},
                 )
-        service = Service(Path(tmp) / "load.db", devops, workspace.endpoint, []).start()
+        # Service() starts with the tests' fast intervals; the last flag given wins.
+        defaults = [
+            "--poll-interval",
+            "15s",
+            "--max-poll-interval",
+            "2m",
+            "--progress-interval",
+            "10s",
+        ]
+        extra = [] if args.fast else defaults
+        service = Service(Path(tmp) / "load.db", devops, workspace.endpoint, extra).start()
         started = time.time()
         plans = []
         for w in range(args.waits):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from amlwait.core.clock import VirtualClock
@@ -243,6 +244,31 @@ def test_listing_by_tag_reads_a_big_batch_with_few_requests() -> None:
     assert listed.outcome is fetched.outcome is BatchOutcome.SUCCEEDED
     assert {r.kind for r in listed_source.requests} == {"list", "list-next", "listed"}
     assert listed.requests * 10 < fetched.requests
+
+
+def test_a_listed_batch_backs_off_as_a_whole_and_speeds_up_when_any_job_changes() -> None:
+    clock = VirtualClock()
+    source = FakeJobSource(clock, page_size=2)
+    # Nothing changes for the first hour; then one job moves at 1 h and finishes at 2 h.
+    source.add_job("A", [(0, "Running"), (H, "Finalizing"), (2 * H, "Completed")], tags={"b": ""})
+    source.add_job("B", [(0, "Running"), (2 * H + 1, "Completed")], tags={"b": ""})
+    source.add_job("C", [(0, "Running"), (2 * H + 2, "Completed")], tags={"b": ""})
+    result, _ = run(source, clock, tag="b")
+    assert result.outcome is BatchOutcome.SUCCEEDED
+    listings = [r.at - source.started_at for r in source.requests if r.kind == "list"]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(listings)]
+    # 15 s, then x1.5 per quiet listing, capped at 2 min (each plus the 0.3 s of slack
+    # that lets jobs due together be read together).
+    expected = [15.0, 22.5, 33.75, 50.625, 75.9375, 113.90625, 120.0, 120.0]
+    assert gaps[:8] == [round(gap + 0.3, 3) for gap in expected]
+    # Every listing reads the whole batch in 2 pages: no job is read on its own.
+    assert not any(r.kind == "get" for r in source.requests)
+    # The listing that saw A become Finalizing is followed by one 15 s later.
+    moved = next(i for i, at in enumerate(listings) if at >= H)
+    assert gaps[moved] == 15.3
+    assert all(gap <= 120.3 for gap in gaps)
+    # A quiet batch costs about one listing (2 pages) per 2 min, not one per 15 s.
+    assert len(listings) < 2 * H / 120 + 20
 
 
 def test_listing_falls_back_to_get_for_a_job_without_the_tag() -> None:

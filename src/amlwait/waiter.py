@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from amlwait.core.attempts import attempt_name, split_attempt
@@ -156,7 +156,11 @@ class Waiter:
         self._stop = asyncio.Event()
         self._last_tick_at = -math.inf
         self._last_tick_finished = -1
-        self._pages: dict[WorkspaceRef, int] = {}
+        # Per workspace of a tagged batch: the last listing's interval, when the next is
+        # due, and how many of our jobs it held.
+        self._list_intervals: dict[WorkspaceRef, float] = {}
+        self._next_listing: dict[WorkspaceRef, float] = {}
+        self._listed: dict[WorkspaceRef, int] = {}
         self._absent_from_listing: set[JobRef] = set()
 
     def stop(self) -> None:
@@ -255,27 +259,58 @@ class Waiter:
         work: list[Awaitable[None]] = []
         for workspace, jobs in by_workspace.items():
             listable = [job for job in jobs if job.ref not in self._absent_from_listing]
-            if self.tag is not None and listable:
-                work.append(self._read_by_listing(workspace, jobs))
-            else:
+            if self.tag is None or not listable:
                 work.extend(self._read_one(job.ref) for job in jobs)
+            elif self._only_woken(workspace, listable, now):
+                # An event pointed at these jobs: read them alone, and let the batch keep
+                # its listing schedule.
+                due_at = self._next_listing[workspace]
+                work.extend(self._read_one(job.ref, batch_due=due_at) for job in jobs)
+            else:
+                work.append(self._read_by_listing(workspace, jobs))
         await _gather_bounded(work, self.options.concurrency)
 
-    async def _read_one(self, ref: JobRef) -> None:
+    def _only_woken(self, workspace: WorkspaceRef, due: list[JobState], now: float) -> bool:
+        """Whether the due jobs are few, all woken by an event, before the batch's next
+        listing: then GETs are cheaper than listing the whole batch."""
+        if self._next_listing.get(workspace, -math.inf) <= now:
+            return False
+        few = max(self.options.concurrency, self._listed.get(workspace, 0) // 100)
+        return len(due) <= few and all(job.ref in self.tracker.woken for job in due)
+
+    def use_policy(self, policy: PollPolicy) -> None:
+        """Poll by ``policy`` from the next read on (the service slows its safety-net
+        polling down once Event Grid events arrive for a wait)."""
+        self.options = replace(self.options, policy=policy)
+        self.tracker.policy = policy
+
+    async def _read_one(self, ref: JobRef, *, batch_due: float | None = None) -> None:
         snapshot = await self.source.get_job(ref)
-        self._emit_all(self.tracker.observe(ref, snapshot, self.clock.now()))
+        self._emit_all(self.tracker.observe(ref, snapshot, self.clock.now(), batch_due=batch_due))
 
     async def _read_by_listing(self, workspace: WorkspaceRef, due: list[JobState]) -> None:
         assert self.tag is not None
         listing = await self.source.list_jobs_by_tag(workspace, self.tag)
         now = self.clock.now()
+        ours = [
+            (ref, snapshot)
+            for ref, snapshot in ((JobRef(workspace, s.name), s) for s in listing)
+            if ref in self.tracker.jobs
+        ]
+        # The batch backs off as a whole: listed again soon when any job in it changed.
+        changed = any(
+            not job.finished and job.status != snapshot.status
+            for job, snapshot in ((self.tracker.jobs[ref], s) for ref, s in ours)
+        )
+        interval = self.options.policy.next_interval(self._list_intervals.get(workspace), changed)
+        self._list_intervals[workspace] = interval
+        self._next_listing[workspace] = due_at = now + interval
+        self._listed[workspace] = len(ours)
         seen = set()
-        for snapshot in listing:
-            ref = JobRef(workspace, snapshot.name)
-            if ref in self.tracker.jobs:
-                seen.add(ref)
-                self._absent_from_listing.discard(ref)
-                self._emit_all(self.tracker.observe(ref, snapshot, now, listed=True))
+        for ref, snapshot in ours:
+            seen.add(ref)
+            self._absent_from_listing.discard(ref)
+            self._emit_all(self.tracker.observe(ref, snapshot, now, batch_due=due_at))
         # A job the listing lacks (not tagged, or not created yet) is read by GET.
         missing = [job.ref for job in due if job.ref not in seen]
         self._absent_from_listing.update(missing)

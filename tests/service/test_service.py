@@ -474,6 +474,58 @@ def test_a_run_event_makes_the_wait_read_the_job_at_once(
     assert completions_for(devops, headers["PlanId"])[0].json["result"] == "succeeded"
 
 
+def run_event(run_id: str, status: str, tag: str, kind: str = "RunStatusChanged") -> dict[str, Any]:
+    return {
+        "id": f"{run_id}-{status}",
+        "eventType": f"Microsoft.MachineLearningServices.{kind}",
+        "subject": f"experiments/0000/runs/{run_id}",
+        "data": {"runId": run_id, "runStatus": status, "runTags": {tag: "1"}},
+    }
+
+
+def test_events_turn_polling_into_a_safety_net_and_an_end_is_verified_by_one_get(
+    start_service: Callable[..., Service], devops: FakeDevOps, workspace: ScriptedWorkspace
+) -> None:
+    tag = "amlwait-batch-events"
+    # FAST polls every 0.1-0.2 s; once events arrive, only every 10 minutes.
+    service = start_service("--event-poll-interval", "10m")
+    tagged(
+        workspace,
+        tag,
+        {name: [(0, "Running"), (2.0, "Completed")] for name in ("ev-a", "ev-b", "ev-c")},
+    )
+    headers = callback_headers(devops.org_url)
+    wait_id = service.post_wait(body(tag, 3), headers).json()["waitId"]
+    eventually(lambda: set(job_statuses(service, wait_id).values()) == {"Running"})
+
+    def post(*events: dict[str, Any]) -> Any:
+        url = f"{service.url}/v1/events/eventgrid"
+        return httpx.post(url, params={"key": EVENTGRID_KEY}, json=list(events)).json()
+
+    # A run that only moved on is not read: it tells the wait that events flow.
+    assert post(run_event("ev-a", "running", tag)) == {"events": 1, "waitsWoken": 0}
+    eventually(lambda: "polling every 10m" in feed_text(devops, headers["PlanId"]))
+    settled = len(workspace.requests)
+    time.sleep(1.0)  # at FAST's pace this would be five listings or more
+    quiet = workspace.requests[settled:]
+    assert len(quiet) <= 2, [(r.method, r.path) for r in quiet]
+
+    # The jobs end; their events each cost one GET of that job, and no listing.
+    time.sleep(1.2)  # the jobs are Completed 2 s after they were tagged
+    before = len(workspace.requests)
+    answer = post(
+        run_event("ev-a", "completed", tag, "RunCompleted"),
+        run_event("ev-b", "Completed", tag),
+        run_event("ev-c", "failed", tag),
+    )
+    assert answer == {"events": 3, "waitsWoken": 3}
+    completion = eventually(lambda: completions_for(devops, headers["PlanId"]), timeout=5)
+    assert completion[0].json["result"] == "succeeded"
+    reads = workspace.requests[before:]
+    assert sorted(r.job for r in reads if r.method == "GET" and r.job) == ["ev-a", "ev-b", "ev-c"]
+    assert not [r for r in reads if r.job is None and r.method == "GET"], "listed after events"
+
+
 # -- refusals ---------------------------------------------------------------------------------
 
 

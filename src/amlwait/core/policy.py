@@ -12,9 +12,10 @@ class PollPolicy:
     After a read that saw a new status, the job is read again after ``poll_interval``;
     after a read that saw the same status, after ``min(max_poll_interval, previous *
     backoff)``. So a job is never read twice within ``poll_interval``, and a job that
-    stays in one state is read at least every ``max_poll_interval``. Jobs read by a
-    LIST of their batch (a tag) are not backed off: one page costs one request whatever
-    it holds, so the batch is listed every ``poll_interval``.
+    stays in one state is read at least every ``max_poll_interval``. A batch read by LIST
+    (a tag) backs off as a whole: one page costs one request whatever it holds, so the
+    listing is repeated after ``poll_interval`` when any job in it changed, and otherwise
+    after the backed-off interval of the previous listing.
 
     ``not_found_grace``: a listed job the service does not know fails once it has been
     missing this long (it may still be being submitted).

@@ -143,6 +143,8 @@ class BatchTracker:
         self._queue: list[tuple[float, int, JobRef]] = []
         self._order = itertools.count()
         self.finished_count = 0
+        # Jobs an event said changed (``read_now``): read on their own, at once.
+        self.woken: set[JobRef] = set()
         for ref in refs:
             if ref in self.jobs:
                 raise ValueError(f"job {ref.name} is listed twice in {ref.workspace}")
@@ -199,9 +201,11 @@ class BatchTracker:
         changed). Polling stays the truth: this only brings its next read forward."""
         woken = False
         for job in self.jobs.values():
-            if job.name == name and not job.finished and job.next_due > now:
-                job.next_due = now
-                self._push(job)
+            if job.name == name and not job.finished:
+                self.woken.add(job.ref)
+                if job.next_due > now:
+                    job.next_due = now
+                    self._push(job)
                 woken = True
         return woken
 
@@ -238,21 +242,27 @@ class BatchTracker:
     # -- observations -------------------------------------------------------------------
 
     def observe(
-        self, ref: JobRef, snapshot: JobSnapshot | None, now: float, *, listed: bool = False
+        self,
+        ref: JobRef,
+        snapshot: JobSnapshot | None,
+        now: float,
+        *,
+        batch_due: float | None = None,
     ) -> list[Event]:
         """Record one read of ``ref`` made at ``now``.
 
-        ``listed``: the read came from a LIST of the whole batch. A LIST page costs one
-        request whatever it holds, so listed jobs are not backed off: they are due again
-        after ``poll_interval`` (per-job backoff only saves requests for single GETs).
+        ``batch_due``: the job is read with its batch, by a LIST due at that moment (the
+        batch backs off as a whole, see :class:`PollPolicy`), not on its own schedule: a
+        page costs one request whatever it holds.
         """
         job = self.jobs[ref]
+        self.woken.discard(ref)
         if job.finished:
             return []
         job.last_read = now
         if snapshot is None:
             return self._observe_missing(job, now)
-        return self._observe_status(job, snapshot, now, listed=listed)
+        return self._observe_status(job, snapshot, now, batch_due=batch_due)
 
     def _observe_missing(self, job: JobState, now: float) -> list[Event]:
         events: list[Event] = []
@@ -269,7 +279,12 @@ class BatchTracker:
         return events
 
     def _observe_status(
-        self, job: JobState, snapshot: JobSnapshot, now: float, *, listed: bool = False
+        self,
+        job: JobState,
+        snapshot: JobSnapshot,
+        now: float,
+        *,
+        batch_due: float | None = None,
     ) -> list[Event]:
         events: list[Event] = []
         job.missing_since = None
@@ -286,7 +301,7 @@ class BatchTracker:
             job.status_since = now
             job.stall_warned_at = None
             job.history.append((now, new))
-        self._schedule(job, now, changed=changed or listed)
+        self._schedule(job, now, changed=changed, batch_due=batch_due)
         since = job.status_since if job.status_since is not None else now
 
         if new in TERMINAL:
@@ -315,8 +330,13 @@ class BatchTracker:
                 events.append(Warning_(job, "stall", message, now))
         return events
 
-    def _schedule(self, job: JobState, now: float, *, changed: bool) -> None:
-        job.interval = self.policy.next_interval(job.interval, changed)
+    def _schedule(
+        self, job: JobState, now: float, *, changed: bool, batch_due: float | None = None
+    ) -> None:
+        if batch_due is not None and batch_due > now:
+            job.interval = batch_due - now
+        else:
+            job.interval = self.policy.next_interval(job.interval, changed)
         job.next_due = now + job.interval
         self._push(job)
 

@@ -35,6 +35,7 @@ from starlette.routing import Route
 from amlwait.service.models import (
     MAX_BODY_CHARS,
     RequestProblem,
+    RunEvent,
     parse_callback,
     parse_wait_request,
 )
@@ -233,9 +234,10 @@ def _event_type(event: dict[str, Any]) -> str:
     return str(event.get("eventType") or event.get("type") or "")
 
 
-def _run_of(event: dict[str, Any]) -> tuple[str, list[str]] | None:
-    """``(run id, tag keys)`` of an Azure ML run event (Event Grid or CloudEvents schema)."""
-    if _event_type(event) not in _RUN_EVENTS:
+def _run_of(event: dict[str, Any]) -> RunEvent | None:
+    """The run an Azure ML run event is about (Event Grid or CloudEvents schema)."""
+    kind = _event_type(event)
+    if kind not in _RUN_EVENTS:
         return None
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     assert isinstance(data, dict)
@@ -247,4 +249,10 @@ def _run_of(event: dict[str, Any]) -> tuple[str, list[str]] | None:
         return None
     tags = data.get("runTags") if isinstance(data.get("runTags"), dict) else {}
     assert isinstance(tags, dict)
-    return run_id, [str(key) for key in tags]
+    status = data.get("runStatus")
+    return RunEvent(
+        run_id,
+        tuple(str(key) for key in tags),
+        status.strip().lower() if isinstance(status, str) and status.strip() else None,
+        completed=kind.endswith(".RunCompleted"),
+    )

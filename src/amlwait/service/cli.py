@@ -78,6 +78,14 @@ def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
 )
 @click.option("--not-responding-grace", type=DURATION, default="15m", show_default=True)
 @click.option(
+    "--event-poll-interval",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="Once Event Grid events arrive for a wait's jobs, read its batch this often "
+    "(a safety net: events can be late or missing) and a job when its event says it ended.",
+)
+@click.option(
     "--lease",
     type=DURATION,
     default="60s",
@@ -142,6 +150,8 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
             not_found_grace=options["not_found_grace"],
             suspect_grace=options["not_responding_grace"],
         )
+        if options["event_poll_interval"] <= 0:
+            raise ValueError("the event poll interval must be positive")
         rate = float(options["max_requests_per_second"])
         budget = RequestBudget(rate=rate, burst=max(1.0, 2 * rate))
     except ValueError as error:
@@ -152,6 +162,7 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
         lease_seconds=lease,
         claim_interval=min(5.0, lease / 3),
         progress_interval=float(options["progress_interval"]),
+        event_poll_interval=float(options["event_poll_interval"]),
         outbox_lease_seconds=max(lease, 3 * float(options["callback_timeout"]) + 5),
         outbox_interval=min(1.0, float(options["retry_initial"])),
         outbox_retry=RetryPolicy(

@@ -139,6 +139,30 @@ class Callback:
         return cls(*(str(document[name]) for name in CALLBACK_HEADERS))
 
 
+# Run statuses after which an event is worth a read: the run ended, or may have failed.
+_READ_ON = frozenset(
+    status.lower()
+    for status in ("Completed", "Failed", "Canceled", "NotResponding", "Paused", "Unknown")
+)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """An Azure ML run event from Event Grid: which run, its tag keys, and the status it
+    reports (lower-cased; ``None`` when the event carries none)."""
+
+    run_id: str
+    tags: tuple[str, ...] = ()
+    status: str | None = None
+    completed: bool = False  # a RunCompleted event
+
+    @property
+    def worth_reading(self) -> bool:
+        """Whether the run should be read now: the event says it ended, or says nothing
+        we can judge. A run that only moved on (Queued, Running) waits for the next poll."""
+        return self.completed or self.status is None or self.status in _READ_ON
+
+
 def normalize_org(url: str) -> str:
     """An allowed organization URL as compared: lower case, one trailing ``/``."""
     return url.strip().rstrip("/").lower() + "/"

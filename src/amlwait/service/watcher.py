@@ -29,11 +29,12 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from amlwait.console import PlainReporter, summary_lines
+from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.duration import format_duration
 from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.policy import PollPolicy
@@ -42,7 +43,7 @@ from amlwait.core.source import JobSource
 from amlwait.core.tracker import BatchOutcome, JobState
 from amlwait.errors import AmlwaitError
 from amlwait.service.devops_client import DevOpsClient, DevOpsError, feed_line
-from amlwait.service.models import Callback
+from amlwait.service.models import Callback, RunEvent
 from amlwait.service.store import OutboxItem, Store, WaitRecord
 from amlwait.waiter import Waiter, WaitOptions, WaitResult
 
@@ -71,6 +72,15 @@ class WatcherSettings:
     completed_attempts: int = 1000
     arm_error_limit: int = 5
     concurrency: int = 16
+    # Once Event Grid events arrive for a wait's jobs, polling is only a safety net (events
+    # can be late or missing): the batch is read this often, and a job when its event says
+    # it ended.
+    event_poll_interval: float = 300.0
+
+    def event_policy(self) -> PollPolicy:
+        interval = self.event_poll_interval
+        slowest = max(self.policy.max_poll_interval, interval)
+        return replace(self.policy, poll_interval=interval, max_poll_interval=slowest)
 
 
 def replica_id() -> str:
@@ -78,17 +88,26 @@ def replica_id() -> str:
 
 
 class _WakeableClock:
-    """The real clock, whose sleep an event (or a new wait) can cut short."""
+    """A wait's clock (real time unless a ``base`` is given, as the benchmark's virtual
+    clock), whose sleep an event (or a new wait) can cut short."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: Clock | None = None) -> None:
+        self.base = base or SystemClock()
         self._woken = asyncio.Event()
 
     def now(self) -> float:
-        return time.time()
+        return self.base.now()
 
     async def sleep(self, seconds: float) -> None:
         if seconds > 0 and not self._woken.is_set():
-            await _wait_for(self._woken, seconds)
+            sleeper = asyncio.ensure_future(self.base.sleep(seconds))
+            waker = asyncio.ensure_future(self._woken.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waker):
+                    task.cancel()
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
         else:
             await asyncio.sleep(0)
         self._woken.clear()
@@ -123,13 +142,14 @@ class _Lines(io.StringIO):
 @dataclass
 class _Follow:
     record: WaitRecord
-    clock: _WakeableClock = field(default_factory=_WakeableClock)
+    clock: _WakeableClock
     lines: _Lines = field(default_factory=_Lines)
     waiter: Waiter | None = None
     jobs: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     saved: dict[str, Any] | None = None
     lost: bool = False
+    evented: bool = False
 
     @property
     def wait_id(self) -> str:
@@ -146,8 +166,17 @@ class _Follow:
         """Read ``name`` (or, while discovering, the listing) at the next wake, which is now."""
         waiter = self.waiter
         if waiter is not None and name is not None:
-            waiter.tracker.read_now(name, time.time())
+            waiter.tracker.read_now(name, self.clock.now())
         self.clock.wake()
+
+    def hears_events(self, policy: PollPolicy) -> None:
+        """Events arrive for this wait's jobs: poll by ``policy`` (the safety net)."""
+        if not self.evented:
+            self.evented = True
+            if self.waiter is not None:
+                self.waiter.use_policy(policy)
+            interval = format_duration(policy.poll_interval)
+            self.say(f"Event Grid events arrive for these jobs: polling every {interval}")
 
     def abandon(self) -> None:
         """The lease is gone: stop without finishing (whoever holds it now finishes)."""
@@ -179,7 +208,9 @@ class Watcher:
         *,
         settings: WatcherSettings | None = None,
         owner: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock  # the waits' clock (real time unless given)
         self.store = store
         self.source = source
         self.devops = devops
@@ -199,17 +230,20 @@ class Watcher:
         """A wait was just stored: claim it now rather than at the next claim round."""
         self._claim_now.set()
 
-    def wake_runs(self, runs: Iterable[tuple[str, Sequence[str]]]) -> int:
-        """Event Grid said runs ``(run id, tag keys)`` changed: read them now. Returns
-        how many waits were woken."""
+    def wake_runs(self, runs: Iterable[RunEvent]) -> int:
+        """Event Grid said runs changed. A wait following such a run reads it now when
+        the event says it ended (or says nothing of its status); any event switches the
+        wait's polling to the slower safety net. Returns how many waits were woken."""
         woken = 0
-        for run_id, tags in runs:
+        for run in runs:
             self.events_received += 1
             for follow in list(self._follows.values()):
-                if run_id in follow.jobs:
-                    follow.read_now(run_id)
-                    woken += 1
-                elif not follow.jobs and follow.tag in tags:
+                if run.run_id in follow.jobs:
+                    follow.hears_events(self.settings.event_policy())
+                    if run.worth_reading:
+                        follow.read_now(run.run_id)
+                        woken += 1
+                elif not follow.jobs and follow.tag in run.tags:
                     follow.read_now(None)
                     woken += 1
         return woken
@@ -271,7 +305,7 @@ class Watcher:
         for record in records:
             if record.wait_id in self._follows or record.state != "waiting":
                 continue
-            follow = _Follow(record)
+            follow = _Follow(record, _WakeableClock(self.clock))
             self._follows[record.wait_id] = follow
             follow.task = asyncio.ensure_future(self._run_follow(follow))
 
@@ -311,7 +345,7 @@ class Watcher:
                 return
             options = WaitOptions(
                 timeout=max(0.0, record.deadline - time.time()),
-                policy=self.settings.policy,
+                policy=self.settings.event_policy() if follow.evented else self.settings.policy,
                 fail_fast=bool(request.get("failFast", False)),
                 cancel_remaining=bool(request.get("cancelRemaining", False)),
                 concurrency=self.settings.concurrency,

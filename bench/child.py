@@ -17,7 +17,7 @@ from typing import Any
 from amlwait.core.clock import Clock, VirtualClock
 from bench.scenario import ScriptedJob, make_jobs
 from bench.sim import ScaledClock, SimulatedNetwork, Simulator
-from bench.strategies import STRATEGIES, Known
+from bench.strategies import AGENTLESS, STRATEGIES, Known
 
 
 def run(config: dict[str, Any]) -> dict[str, Any]:
@@ -26,6 +26,12 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     )
     speed = config.get("speed")
     clock: Clock = ScaledClock(speed) if speed else VirtualClock()
+    if config["strategy"] == "service":
+        if speed:
+            raise SystemExit("the service strategy runs on the virtual clock only")
+        from bench.service_strategy import EventClock
+
+        clock = EventClock()
     strategy, _ = STRATEGIES[config["strategy"]]
     wall_started = time.perf_counter()
     with Simulator(jobs, clock, seed=config["seed"]) as simulator:
@@ -51,10 +57,19 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         server_errors=sum(c for s, c in network.statuses.items() if s >= 500),
         dropped=network.dropped,
         strategy_cpu_s=round(strategy_cpu, 3),
+        **extra_counts(config["strategy"]),
         wall_s=round(time.perf_counter() - wall_started, 3),
         error=error,
     )
     return result
+
+
+def extra_counts(strategy: str) -> dict[str, Any]:
+    if strategy != "service":
+        return {}
+    from bench.service_strategy import service_counts
+
+    return dict(service_counts)
 
 
 def summarise(
@@ -77,6 +92,7 @@ def summarise(
             latencies.append(seen[0] - (start_time + job.ends_at))
     last_end = start_time + max(job.ends_at for job in jobs)
     waited = strategy != "baseline"
+    held = strategy not in AGENTLESS  # an agentless server job holds no agent
     return {
         "strategy": strategy,
         "jobs": len(jobs),
@@ -88,7 +104,7 @@ def summarise(
         "latency_max_s": round(max(latencies), 3) if latencies else None,
         "latency_min_s": round(min(latencies), 3) if latencies else None,
         "exit_after_last_end_s": round(exited - last_end, 3) if waited else None,
-        "agent_minutes": round((exited - started) / 60, 2) if waited else 0.0,
+        "agent_minutes": round((exited - started) / 60, 2) if waited and held else 0.0,
     }
 
 

@@ -19,6 +19,8 @@ NOT_RESPONDING_SHARE = 0.03
 MIN_RUN = 20 * 60.0
 MAX_RUN = 8 * 3600.0
 TAG = "amlwait-batch-bench"
+# Event Grid: seconds from a status change to its delivery (strategy "service").
+EVENT_DELAY = (0.3, 2.0)
 
 
 @dataclass(frozen=True)

@@ -200,12 +200,28 @@ async def baseline(
     return {}
 
 
+async def service(
+    endpoint: str,
+    clock: Clock,
+    network: httpx.AsyncBaseTransport,
+    jobs: list[ScriptedJob],
+    seed: int,
+) -> Known:
+    """``amlwait serve`` with Event Grid events (imported here: only its child loads it)."""
+    from bench.service_strategy import service as serve
+
+    return await serve(endpoint, clock, network, jobs, seed)
+
+
 STRATEGIES: dict[str, tuple[Strategy, str]] = {
     "naive-60s": (naive_loop, "(1) naive loop: every 60 s, GET each job serially"),
     "sdk-stream": (sdk_stream, "(2a) SDK jobs.stream cadence, one job after another"),
     "template-15s": (template_loop, "(2b) mlops-templates: az ml job show every 15 s, serially"),
     "amlwait-get": (amlwait_get, "(3) amlwait defaults, concurrent GETs (no batch tag)"),
     "amlwait-list": (amlwait_list, "(3) amlwait defaults, paged LIST by batch tag"),
+    "service": (service, "(4) amlwait serve, Event Grid events, polling as a safety net"),
     "baseline": (baseline, "child process + simulator only (no strategy): RSS/CPU floor"),
 }
-SKIPPED = {"service": "(4) the amlwait service: skipped, it does not exist yet"}
+# Strategies that hold no agent while they wait (an agentless server job calls them).
+AGENTLESS = frozenset({"service"})
+SKIPPED: dict[str, str] = {}

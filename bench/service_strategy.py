@@ -1,0 +1,289 @@
+"""Strategy (4): the amlwait service, told about job changes by Event Grid.
+
+The child runs the service's own parts in its event loop: the Starlette app on a loopback
+port, a :class:`~amlwait.service.watcher.Watcher` on a SQLite store reading the simulator
+through :class:`~amlwait.azureml.ArmJobSource`, and a fake Azure DevOps plan API for the
+callback. The wait is created the way ``InvokeRESTAPI@1`` creates it (headers and a body
+naming the batch tag and the job count, not the jobs).
+
+Event Grid is simulated from the same timelines: each status change is delivered as a
+``RunStatusChanged`` event (``RunCompleted`` for a completion) to the service's webhook
+over HTTP, ``EVENT_DELAY`` seconds after it happened. Deliveries can be lost (the
+documentation warns failed runs may send none): ``LOST_SHARE`` of all events and
+``LOST_FAILED_SHARE`` of the events of runs that failed never arrive, so the safety-net
+polling has to find those.
+
+:class:`EventClock` is the virtual clock with the deliveries on it: whoever sleeps past a
+delivery's moment first stops there and delivers it (the webhook may wake the wait), then
+sleeps on. A sleep the delivery woke is cut short by the service's own wakeable clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import tempfile
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from tests.service.fake_devops import FakeDevOps
+
+from amlwait.azureml.arm import ArmJobSource
+from amlwait.azureml.credentials import StaticToken
+from amlwait.core.clock import Clock, VirtualClock
+from amlwait.core.retry import RetryPolicy
+from amlwait.core.tracker import BatchOutcome
+from amlwait.devops.render import service_body, service_headers
+from amlwait.service.app import create_app
+from amlwait.service.devops_client import DevOpsClient
+from amlwait.service.store import open_store
+from amlwait.service.watcher import Watcher, WatcherSettings, _Follow
+from amlwait.waiter import WaitResult
+from bench.scenario import EVENT_DELAY, TAG, ScriptedJob
+from bench.sim import WS
+
+LOST_SHARE = 0.01
+LOST_FAILED_SHARE = 0.5
+SERVICE_KEY = "bench-service-key-0123456789"
+EVENTGRID_KEY = "bench-eventgrid-key-0123456789"
+CALLBACK_WAIT = 60.0  # real seconds to wait for TaskCompleted after the wait ended
+
+Delivery = tuple[float, dict[str, Any]]
+
+
+def event_schedule(jobs: list[ScriptedJob], start: float, seed: int) -> list[Delivery]:
+    """Every status change of every job as an Event Grid event, when it is delivered."""
+    rng = random.Random(seed * 15485863 + 11)
+    deliveries: list[Delivery] = []
+    for job in jobs:
+        failed = job.final_status == "Failed"
+        for at, status in job.timeline[1:]:
+            lost = LOST_FAILED_SHARE if failed and status == "Failed" else LOST_SHARE
+            if rng.random() < lost:
+                continue
+            kind = "RunCompleted" if status == "Completed" else "RunStatusChanged"
+            event = {
+                "id": str(uuid.UUID(int=rng.getrandbits(128))),
+                "eventType": f"Microsoft.MachineLearningServices.{kind}",
+                "subject": f"experiments/bench/runs/{job.name}",
+                "dataVersion": "2",
+                "data": {
+                    "experimentId": "bench",
+                    "experimentName": "bench",
+                    "runId": job.name,
+                    "runType": "azureml.scriptrun",
+                    "runTags": {TAG: "bench"},
+                    "runProperties": {},
+                    "runStatus": status.lower(),
+                },
+            }
+            deliveries.append((start + at + rng.uniform(*EVENT_DELAY), event))
+    deliveries.sort(key=lambda delivery: delivery[0])
+    return deliveries
+
+
+class EventClock(VirtualClock):
+    """A :class:`VirtualClock` that delivers scheduled events as time passes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._deliveries: deque[Delivery] = deque()
+        self._deliver: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+        self._delivery_lock: asyncio.Lock | None = None
+        self.delivered = 0
+
+    def schedule(
+        self,
+        deliveries: list[Delivery],
+        deliver: Callable[[list[dict[str, Any]]], Awaitable[None]],
+    ) -> None:
+        self._deliveries = deque(deliveries)
+        self._deliver = deliver
+        self._delivery_lock = asyncio.Lock()
+
+    def stop_delivering(self) -> None:
+        self._deliver = None
+
+    def _next_by(self, target: float) -> bool:
+        return (
+            self._deliver is not None
+            and bool(self._deliveries)
+            and (self._deliveries[0][0] <= target)
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        target = self.now() + max(0.0, seconds)
+        while self._next_by(target):
+            assert self._delivery_lock is not None and self._deliver is not None
+            async with self._delivery_lock:
+                if not self._next_by(target):
+                    break
+                await super().sleep(max(0.0, self._deliveries[0][0] - self.now()))
+                batch = []
+                while self._deliveries and self._deliveries[0][0] <= self.now():
+                    batch.append(self._deliveries.popleft()[1])
+                self.delivered += len(batch)
+                # Shielded: the sleeper may be woken (and cancelled) by this very delivery.
+                await asyncio.shield(asyncio.ensure_future(self._deliver(batch)))
+        remaining = target - self.now()
+        await super().sleep(remaining if remaining > 0 else 0.0)
+
+
+class _BenchWatcher(Watcher):
+    """The service's watcher, remembering the result it completes the task with."""
+
+    result: WaitResult | None = None
+    finished_at: float | None = None
+
+    async def _finish(
+        self,
+        follow: _Follow,
+        outcome: BatchOutcome,
+        reason: str | None,
+        summary: list[str],
+        result: WaitResult | None = None,
+    ) -> None:
+        if result is not None:
+            self.result = result
+            self.finished_at = follow.clock.now()
+        await super()._finish(follow, outcome, reason, summary, result)
+
+
+async def service(
+    endpoint: str,
+    clock: Clock,
+    network: httpx.AsyncBaseTransport,
+    jobs: list[ScriptedJob],
+    seed: int,
+) -> dict[str, tuple[float, str]]:
+    """``amlwait serve`` with its defaults, one wait for the batch, events delivered."""
+    if not isinstance(clock, EventClock):
+        raise TypeError("the service strategy runs on the virtual clock only")
+    start = clock.now()
+    devops = FakeDevOps().start()
+    folder = tempfile.TemporaryDirectory()
+    store = open_store(f"sqlite:///{Path(folder.name) / 'bench.db'}", secret_key="bench-secret")
+    listener = socket.socket()
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit
+    listener.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    # Event Grid's deliveries: without TCP_NODELAY each POST's body would wait for a
+    # delayed ACK (Nagle), 40 ms of real time per event on loopback.
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    transport = httpx.AsyncHTTPTransport(socket_options=nodelay)
+    client = httpx.AsyncClient(base_url=url, timeout=30, transport=transport)
+    async with ArmJobSource(
+        endpoint=endpoint,
+        credential=StaticToken("bench"),
+        clock=clock,
+        retry=RetryPolicy(rng=random.Random(seed)),
+        transport=network,
+    ) as source:
+        devops_client = DevOpsClient([devops.org_url])
+        watcher = _BenchWatcher(
+            store, source, devops_client, settings=WatcherSettings(), clock=clock
+        )
+        app = create_app(
+            store,
+            allowed_orgs=[devops.org_url],
+            service_key=SERVICE_KEY,
+            eventgrid_key=EVENTGRID_KEY,
+            watcher=watcher,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        )
+        serving = asyncio.ensure_future(server.serve(sockets=[listener]))
+        watching = asyncio.ensure_future(watcher.run())
+
+        async def deliver(events: list[dict[str, Any]]) -> None:
+            answer = await client.post(
+                "/v1/events/eventgrid", params={"key": EVENTGRID_KEY}, json=events
+            )
+            answer.raise_for_status()
+
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            clock.schedule(event_schedule(jobs, start, seed), deliver)
+            headers = _callback_headers(devops.org_url)
+            answer = await client.post("/v1/waits", content=_body(len(jobs)), headers=headers)
+            if answer.status_code != 202:
+                raise RuntimeError(f"the service refused the wait: {answer.text}")
+            while watcher.result is None:
+                await asyncio.sleep(0.05)
+                if watching.done():
+                    watching.result()
+                    raise RuntimeError("the watcher stopped before the wait ended")
+            clock.stop_delivering()
+            # The task is completed by the outbox, in real time.
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + CALLBACK_WAIT
+            while not devops.accepted_completions() and loop.time() < give_up:
+                await asyncio.sleep(0.05)
+            completions = devops.accepted_completions()
+            if not completions:
+                raise RuntimeError("the service never completed the task")
+            expected = "succeeded" if watcher.result.outcome is BatchOutcome.SUCCEEDED else "failed"
+            if completions[0].json["result"] != expected:
+                raise RuntimeError(f"TaskCompleted said {completions[0].json['result']}")
+        finally:
+            await client.aclose()  # before the server stops: it waits for open connections
+            watcher.stop()
+            server.should_exit = True
+            await asyncio.gather(watching, serving, return_exceptions=True)
+            await devops_client.aclose()
+            store.close()
+            devops.stop()
+            folder.cleanup()
+    result = watcher.result
+    assert result is not None
+    service_counts["events_delivered"] = clock.delivered
+    service_counts["events_scheduled"] = len(event_schedule(jobs, start, seed))
+    return {
+        job.name: (job.finished_at, job.status or "")
+        for job in result.jobs
+        if job.finished_at is not None and job.finished
+    }
+
+
+# Extra numbers the child adds to the service's result row.
+service_counts: dict[str, int] = {}
+
+
+def _callback_headers(org_url: str) -> dict[str, str]:
+    """What InvokeRESTAPI@1 sends (``amlwait render service``'s headers, filled in)."""
+    values = {
+        "PlanUrl": org_url,
+        "ProjectId": "project-bench",
+        "HubName": "build",
+        "PlanId": uuid.uuid4().hex,
+        "JobId": "job-bench",
+        "TimelineId": "timeline-bench",
+        "TaskInstanceId": "task-bench",
+        "AuthToken": "devops-token-bench",
+        "X-Amlwait-Key": SERVICE_KEY,
+        "Content-Type": "application/json",
+    }
+    rendered = json.loads(service_headers())
+    if set(rendered) != set(values):
+        raise RuntimeError(f"amlwait render service now sends {sorted(rendered)}")
+    return values
+
+
+def _body(expected: int) -> str:
+    return service_body(
+        subscription=WS.subscription,
+        resource_group=WS.resource_group,
+        workspace=WS.workspace,
+        tag=TAG,
+        expected_jobs=expected,
+        timeout="24h",
+    )

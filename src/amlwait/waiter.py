@@ -161,6 +161,7 @@ class Waiter:
         self._list_intervals: dict[WorkspaceRef, float] = {}
         self._next_listing: dict[WorkspaceRef, float] = {}
         self._listed: dict[WorkspaceRef, int] = {}
+        self._names_cache: dict[WorkspaceRef, tuple[int, dict[str, JobState]]] = {}
         self._absent_from_listing: set[JobRef] = set()
 
     def stop(self) -> None:
@@ -270,6 +271,15 @@ class Waiter:
                 work.append(self._read_by_listing(workspace, jobs))
         await _gather_bounded(work, self.options.concurrency)
 
+    def _names(self, workspace: WorkspaceRef) -> dict[str, JobState]:
+        """Our jobs in ``workspace`` by name (rebuilt when a retry adds an attempt)."""
+        count, names = self._names_cache.get(workspace, (-1, {}))
+        if count != len(self.tracker.jobs):
+            jobs = self.tracker.jobs.values()
+            names = {job.name: job for job in jobs if job.ref.workspace == workspace}
+            self._names_cache[workspace] = (len(self.tracker.jobs), names)
+        return names
+
     def _only_woken(self, workspace: WorkspaceRef, due: list[JobState], now: float) -> bool:
         """Whether the due jobs are few, all woken by an event, before the batch's next
         listing: then GETs are cheaper than listing the whole batch."""
@@ -292,25 +302,21 @@ class Waiter:
         assert self.tag is not None
         listing = await self.source.list_jobs_by_tag(workspace, self.tag)
         now = self.clock.now()
-        ours = [
-            (ref, snapshot)
-            for ref, snapshot in ((JobRef(workspace, s.name), s) for s in listing)
-            if ref in self.tracker.jobs
-        ]
+        names = self._names(workspace)
+        listed = [(names[s.name], s) for s in listing if s.name in names]
+        # Finished jobs stay in the listing; only the others are looked at (by name, which
+        # keeps 10,000 jobs a page cheap).
+        ours = [(job, snapshot) for job, snapshot in listed if not job.finished]
         # The batch backs off as a whole: listed again soon when any job in it changed.
-        changed = any(
-            not job.finished and job.status != snapshot.status
-            for job, snapshot in ((self.tracker.jobs[ref], s) for ref, s in ours)
-        )
+        changed = any(job.status != snapshot.status for job, snapshot in ours)
         interval = self.options.policy.next_interval(self._list_intervals.get(workspace), changed)
         self._list_intervals[workspace] = interval
         self._next_listing[workspace] = due_at = now + interval
-        self._listed[workspace] = len(ours)
-        seen = set()
-        for ref, snapshot in ours:
-            seen.add(ref)
-            self._absent_from_listing.discard(ref)
-            self._emit_all(self.tracker.observe(ref, snapshot, now, batch_due=due_at))
+        self._listed[workspace] = len(listed)
+        seen = {job.ref for job, _ in listed}
+        for job, snapshot in ours:
+            self._absent_from_listing.discard(job.ref)
+            self._emit_all(self.tracker.observe(job.ref, snapshot, now, batch_due=due_at))
         # A job the listing lacks (not tagged, or not created yet) is read by GET.
         missing = [job.ref for job in due if job.ref not in seen]
         self._absent_from_listing.update(missing)

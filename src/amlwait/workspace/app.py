@@ -95,6 +95,25 @@ JobLogs = Callable[[JobRef], "str | None"]
 """A job's log text (``""`` before any), or ``None`` when there is no such job."""
 
 
+def list_query(request: Request, page_size: int) -> ListQuery:
+    """What a LIST request asks for (``tag``, ``listViewType``, ``$skipToken``)."""
+    view_name = request.query_params.get("listViewType", ListView.ACTIVE_ONLY.value)
+    try:
+        view = ListView(view_name)
+    except ValueError:
+        raise ArmError(
+            400,
+            "UserError",
+            f"listViewType {view_name!r} is not one of ActiveOnly, ArchivedOnly, All.",
+        ) from None
+    return ListQuery(
+        tag=request.query_params.get("tag") or None,
+        view=view,
+        skip_token=request.query_params.get("$skipToken") or None,
+        page_size=page_size,
+    )
+
+
 class _ArmApi:
     def __init__(
         self,
@@ -213,21 +232,7 @@ class _ArmApi:
         return PlainTextResponse(text)
 
     async def list_jobs(self, request: Request, params: Mapping[str, str]) -> Response:
-        view_name = request.query_params.get("listViewType", ListView.ACTIVE_ONLY.value)
-        try:
-            view = ListView(view_name)
-        except ValueError:
-            raise ArmError(
-                400,
-                "UserError",
-                f"listViewType {view_name!r} is not one of ActiveOnly, ArchivedOnly, All.",
-            ) from None
-        query = ListQuery(
-            tag=request.query_params.get("tag") or None,
-            view=view,
-            skip_token=request.query_params.get("$skipToken") or None,
-            page_size=self.settings.page_size,
-        )
+        query = list_query(request, self.settings.page_size)
         page = self.backend.list_jobs(_workspace(params), query)
         body: dict[str, Any] = {"value": [job_document(job) for job in page.jobs]}
         if page.next_skip_token is not None:

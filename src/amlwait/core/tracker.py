@@ -145,10 +145,12 @@ class BatchTracker:
         self.finished_count = 0
         # Jobs an event said changed (``read_now``): read on their own, at once.
         self.woken: set[JobRef] = set()
+        self._by_name: dict[str, list[JobRef]] = {}  # an event names a job, not a workspace
         for ref in refs:
             if ref in self.jobs:
                 raise ValueError(f"job {ref.name} is listed twice in {ref.workspace}")
             self.jobs[ref] = JobState(ref=ref)
+            self._by_name.setdefault(ref.name, []).append(ref)
             self._push(self.jobs[ref])
         if not self.jobs:
             raise ValueError("no jobs to wait for")
@@ -200,8 +202,8 @@ class BatchTracker:
         """Make every unfinished job called ``name`` due at ``now`` (an event said it
         changed). Polling stays the truth: this only brings its next read forward."""
         woken = False
-        for job in self.jobs.values():
-            if job.name == name and not job.finished:
+        for job in (self.jobs[ref] for ref in self._by_name.get(name, ())):
+            if not job.finished:
                 self.woken.add(job.ref)
                 if job.next_due > now:
                     job.next_due = now
@@ -362,6 +364,7 @@ class BatchTracker:
         previous.reason = f"{previous.status}; retried as {new.name}"
         state = JobState(ref=new, attempt=previous.attempt + 1, retry_of=old)
         self.jobs[new] = state
+        self._by_name.setdefault(new.name, []).append(new)
         self.finished_count -= 1  # the old attempt no longer counts; the new one is going
         self._push(state)
         return JobRetried(previous, state, now)

@@ -150,6 +150,7 @@ class _Follow:
     saved: dict[str, Any] | None = None
     lost: bool = False
     evented: bool = False
+    job_set: frozenset[str] = frozenset()  # ``jobs``, for an event's lookup
 
     @property
     def wait_id(self) -> str:
@@ -238,7 +239,7 @@ class Watcher:
         for run in runs:
             self.events_received += 1
             for follow in list(self._follows.values()):
-                if run.run_id in follow.jobs:
+                if run.run_id in follow.job_set:
                     follow.hears_events(self.settings.event_policy())
                     if run.worth_reading:
                         follow.read_now(run.run_id)
@@ -337,6 +338,7 @@ class Watcher:
                 return
             names = discovered
         follow.jobs = names
+        follow.job_set = frozenset(names)
         await self._save(follow, {"jobs": names, "states": []})
         refs = [JobRef(workspace, name) for name in names]
         failures = 0

@@ -166,7 +166,7 @@ async def service(
     """``amlwait serve`` with its defaults, one wait for the batch, events delivered."""
     if not isinstance(clock, EventClock):
         raise TypeError("the service strategy runs on the virtual clock only")
-    start = clock.now()
+    deliveries = event_schedule(jobs, clock.now(), seed)
     devops = FakeDevOps().start()
     folder = tempfile.TemporaryDirectory()
     store = open_store(f"sqlite:///{Path(folder.name) / 'bench.db'}", secret_key="bench-secret")
@@ -212,7 +212,7 @@ async def service(
         try:
             while not server.started:
                 await asyncio.sleep(0.01)
-            clock.schedule(event_schedule(jobs, start, seed), deliver)
+            clock.schedule(deliveries, deliver)
             headers = _callback_headers(devops.org_url)
             answer = await client.post("/v1/waits", content=_body(len(jobs)), headers=headers)
             if answer.status_code != 202:
@@ -246,7 +246,7 @@ async def service(
     result = watcher.result
     assert result is not None
     service_counts["events_delivered"] = clock.delivered
-    service_counts["events_scheduled"] = len(event_schedule(jobs, start, seed))
+    service_counts["events_scheduled"] = len(deliveries)
     return {
         job.name: (job.finished_at, job.status or "")
         for job in result.jobs

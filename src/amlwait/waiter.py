@@ -239,9 +239,8 @@ class Waiter:
         finished = self.tracker.finished_count
         jobs = len(self.tracker.jobs)
         quiet = now - self._last_tick_at < TICK_SECONDS
-        progressed = (finished - self._last_tick_finished) * 100 >= jobs or finished >= jobs
-        if finished == self._last_tick_finished:
-            progressed = False
+        newly = finished - self._last_tick_finished
+        progressed = newly != 0 and (newly * 100 >= jobs or finished >= jobs)
         if not force and quiet and not progressed:
             return
         self._last_tick_at, self._last_tick_finished = now, finished

@@ -217,6 +217,7 @@ class Watcher:
         self.devops = devops
         self.settings = settings or WatcherSettings()
         self.owner = owner or replica_id()
+        self._event_policy = self.settings.event_policy()
         self.arm_errors = 0
         self.callback_errors = 0
         self.events_received = 0
@@ -240,7 +241,7 @@ class Watcher:
             self.events_received += 1
             for follow in list(self._follows.values()):
                 if run.run_id in follow.job_set:
-                    follow.hears_events(self.settings.event_policy())
+                    follow.hears_events(self._event_policy)
                     if run.worth_reading:
                         follow.read_now(run.run_id)
                         woken += 1
@@ -347,7 +348,7 @@ class Watcher:
                 return
             options = WaitOptions(
                 timeout=max(0.0, record.deadline - time.time()),
-                policy=self.settings.event_policy() if follow.evented else self.settings.policy,
+                policy=self._event_policy if follow.evented else self.settings.policy,
                 fail_fast=bool(request.get("failFast", False)),
                 cancel_remaining=bool(request.get("cancelRemaining", False)),
                 concurrency=self.settings.concurrency,

@@ -40,7 +40,7 @@ from amlwait.azureml.credentials import StaticToken
 from amlwait.core.clock import Clock, VirtualClock
 from amlwait.core.retry import RetryPolicy
 from amlwait.core.tracker import BatchOutcome
-from amlwait.devops.render import service_body, service_headers
+from amlwait.devops.pipelines.service import service_body, service_headers
 from amlwait.service.app import create_app
 from amlwait.service.devops_client import DevOpsClient
 from amlwait.service.store import open_store

@@ -191,7 +191,7 @@ def _attach_workspace_group() -> None:
 
 _attach_workspace_group()
 
-from amlwait.devops.render_cli import matrix, render  # noqa: E402
+from amlwait.devops.cli import matrix, render  # noqa: E402
 from amlwait.service.cli import serve  # noqa: E402
 from amlwait.submit.cli import submit  # noqa: E402
 

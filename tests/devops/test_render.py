@@ -22,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from amlwait.core.jobs import JobRef, WorkspaceRef
-from amlwait.devops.render import (
+from amlwait.devops.cli import render as render_command
+from amlwait.devops.pipelines import (
     KINDS,
     LEG_NAME_PATTERN,
     MAX_INPUT_CHARS,
@@ -37,7 +38,6 @@ from amlwait.devops.render import (
     service_headers,
     webhook_body,
 )
-from amlwait.devops.render_cli import render as render_command
 from amlwait.devops.yamltext import dump
 from amlwait.errors import InputError
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from amlwait.core.jobs import WorkspaceRef
-from amlwait.devops.render import service_body, service_headers
+from amlwait.devops.pipelines.service import service_body, service_headers
 from amlwait.workspace import ScriptedWorkspace
 from tests.service.fake_devops import FakeDevOps
 

@@ -90,7 +90,7 @@ def _plan(
 def _matrix_lines(batch: Batch, names: Sequence[str], variable: str | None) -> list[str]:
     if variable is None:
         return []
-    from amlwait.devops.render import matrix_variable_lines
+    from amlwait.devops.pipelines.legs import matrix_variable_lines
 
     return matrix_variable_lines([JobRef(batch.workspace, n) for n in names], variable=variable)
 

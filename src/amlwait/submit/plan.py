@@ -22,7 +22,7 @@ from datetime import date
 from typing import Any
 
 from amlwait.core.jobs import JOB_NAME_PATTERN, WorkspaceRef, tag_key_problem
-from amlwait.devops.render import LEG_NAME_PATTERN
+from amlwait.devops.pipelines.legs import LEG_NAME_PATTERN
 from amlwait.errors import InputError
 from amlwait.submit.arm_job import JobSpecError, command_job_properties
 from amlwait.submit.circuits import Circuit

@@ -1,5 +1,5 @@
 """``amlwait render`` and ``amlwait matrix``: the command-line shells around
-:mod:`amlwait.devops.render` (reading the manifest, writing the files)."""
+:mod:`amlwait.devops.pipelines` (reading the manifest, writing the files)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import click
 
 if TYPE_CHECKING:
     from amlwait.core.manifest import Manifest
-
-_KIND_HELP = "matrix · template · agent · webhook-matrix · service"
+    from amlwait.devops.pipelines import RenderedFile
 
 
 def _job_list(
@@ -51,6 +50,29 @@ def _write(path: Path, text: str) -> None:
     except OSError as error:
         raise InputError(f"{path}: cannot write ({error.strerror or error})") from None
     click.echo(f"wrote {path}", err=True)
+
+
+def _emit(kind: str, files: list[RenderedFile], output: str | None) -> None:
+    """The files on stdout (several as one YAML stream), or written under ``output``: a
+    file (or into a directory) for one, a directory for several."""
+    from amlwait.devops.pipelines import document_stream
+    from amlwait.errors import InputError
+
+    if output is None:
+        sys.stdout.write(document_stream(files) if len(files) > 1 else files[0].text)
+        return
+    target = Path(output)
+    if len(files) > 1:
+        if target.exists() and not target.is_dir():
+            raise InputError(
+                f"--output {output}: render {kind} writes {len(files)} files; give a directory"
+            )
+        for file in files:
+            _write(target / file.path, file.text)
+    else:
+        if target.is_dir():
+            target = target / files[0].path
+        _write(target, files[0].text)
 
 
 @click.command()
@@ -145,30 +167,11 @@ def render(
     template prints two YAML documents, each after a `# file:` line; with --output DIR
     it writes DIR/templates/wait-for-jobs.yml and DIR/wait-for-training.yml.
     """
-    from amlwait.devops.render import KINDS, RenderOptions, document_stream
-    from amlwait.devops.render import render as render_files
-    from amlwait.errors import InputError
+    from amlwait.devops.pipelines import RenderOptions, route_for
 
-    if kind not in KINDS:
-        raise InputError(f"unknown KIND {kind!r}; choose one of {_KIND_HELP}")
-    if not service_connection:
-        what = (
-            "the Generic service connection to the amlwait service"
-            if kind == "service"
-            else "the Azure Resource Manager service connection"
-        )
-        raise InputError(f"render {kind} needs --service-connection NAME ({what})")
-    # AzureMLJobWaitTask@1 reaches the service connection's subscription: no id needed.
-    from_connection = "(service connection)" if kind in ("matrix", "template") else None
-    jobs = _job_list(
-        manifest,
-        job_names,
-        subscription=subscription or from_connection,
-        resource_group=resource_group,
-        workspace=workspace_name,
-    )
+    route = route_for(kind)
     options = RenderOptions(
-        service_connection=service_connection,
+        service_connection=service_connection or "",
         subscription=subscription,
         resource_group=resource_group,
         workspace=workspace_name,
@@ -180,27 +183,18 @@ def render(
         amlwait_spec=amlwait_spec,
         training_outputs=training_outputs,
     )
-    files = render_files(
-        kind,
-        options,
-        jobs=None if jobs is None else jobs.jobs,
-        tag=None if jobs is None else jobs.tag,
+    route.check_connection(options)  # before the job list is read, so it is said first
+    jobs = _job_list(
+        manifest,
+        job_names,
+        subscription=subscription or route.connection_subscription,
+        resource_group=resource_group,
+        workspace=workspace_name,
     )
-    if output is None:
-        sys.stdout.write(document_stream(files) if len(files) > 1 else files[0].text)
-        return 0
-    target = Path(output)
-    if len(files) > 1:
-        if target.exists() and not target.is_dir():
-            raise InputError(
-                f"--output {output}: render {kind} writes {len(files)} files; give a directory"
-            )
-        for file in files:
-            _write(target / file.path, file.text)
-    else:
-        if target.is_dir():
-            target = target / files[0].path
-        _write(target, files[0].text)
+    files = route.render(
+        options, None if jobs is None else jobs.jobs, None if jobs is None else jobs.tag
+    )
+    _emit(kind, files, output)
     return 0
 
 
@@ -262,7 +256,7 @@ def matrix(
     … one line per matrix of at most --max-legs legs, then legs_count.
     Each leg holds jobName, subscription, resourceGroup and workspace.
     """
-    from amlwait.devops.render import matrix_variable_lines
+    from amlwait.devops.pipelines import matrix_variable_lines
     from amlwait.manifest_io import load_manifest
 
     loaded = load_manifest(

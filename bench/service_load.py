@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.service.fake_devops import FakeDevOps
-from tests.service.test_service import WS, Service, body, callback_headers
-
+from amlwait.service.testing import TEST_WORKSPACE as WS
+from amlwait.service.testing import FakeDevOps, ServiceProcess, callback_headers
+from amlwait.service.testing import wait_body as body
 from amlwait.workspace import ScriptedWorkspace
 
 
@@ -55,7 +55,7 @@ def main() -> None:
                     [(0, "Running"), (done, "Completed")],
                     tags={f"batch-{w:05d}": "1"},
                 )
-        # Service() starts with the tests' fast intervals; the last flag given wins.
+        # ServiceProcess starts with the tests' fast intervals; the last flag given wins.
         defaults = [
             "--poll-interval",
             "15s",
@@ -65,7 +65,7 @@ def main() -> None:
             "10s",
         ]
         extra = [] if args.fast else defaults
-        service = Service(Path(tmp) / "load.db", devops, workspace.endpoint, extra).start()
+        service = ServiceProcess(Path(tmp) / "load.db", devops, workspace.endpoint, extra).start()
         started = time.time()
         plans = []
         for w in range(args.waits):

@@ -31,6 +31,20 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def script_batches(workspace: ScriptedWorkspace, waits: int, jobs: int, rng: random.Random) -> None:
+    """``waits`` batches of ``jobs`` jobs, each Running now and Completed 20–60 s later."""
+    shift = time.time() - workspace.start_time
+    for w in range(waits):
+        for j in range(jobs):
+            done = shift + rng.uniform(20, 60)
+            workspace.add_job(
+                WS,
+                f"W{w:05d}_J{j:02d}",
+                [(0, "Running"), (done, "Completed")],
+                tags={f"batch-{w:05d}": "1"},
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--waits", type=int, default=1000)
@@ -45,16 +59,7 @@ def main() -> None:
     rng = random.Random(7)
     devops = FakeDevOps().start()
     with ScriptedWorkspace(page_size=100) as workspace, tempfile.TemporaryDirectory() as tmp:
-        shift = time.time() - workspace.start_time
-        for w in range(args.waits):
-            for j in range(args.jobs):
-                done = shift + rng.uniform(20, 60)
-                workspace.add_job(
-                    WS,
-                    f"W{w:05d}_J{j:02d}",
-                    [(0, "Running"), (done, "Completed")],
-                    tags={f"batch-{w:05d}": "1"},
-                )
+        script_batches(workspace, args.waits, args.jobs, rng)
         # ServiceProcess starts with the tests' fast intervals; the last flag given wins.
         defaults = [
             "--poll-interval",

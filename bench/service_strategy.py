@@ -163,15 +163,7 @@ async def service(
     devops = FakeDevOps().start()
     folder = tempfile.TemporaryDirectory()
     store = open_store(f"sqlite:///{Path(folder.name) / 'bench.db'}", secret_key="bench-secret")
-    listener = socket.socket()
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit
-    listener.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    # Event Grid's deliveries: without TCP_NODELAY each POST's body would wait for a
-    # delayed ACK (Nagle), 40 ms of real time per event on loopback.
-    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    transport = httpx.AsyncHTTPTransport(socket_options=nodelay)
-    client = httpx.AsyncClient(base_url=url, timeout=30, transport=transport)
+    listener, client = _loopback()
     async with ArmJobSource(
         endpoint=endpoint,
         credential=StaticToken("bench"),
@@ -198,38 +190,10 @@ async def service(
         serving = asyncio.ensure_future(server.serve(sockets=[listener]))
         watching = asyncio.ensure_future(watcher.run())
 
-        async def deliver(events: list[dict[str, Any]]) -> None:
-            answer = await client.post(
-                "/v1/events/eventgrid", params={"key": EVENTGRID_KEY}, json=events
-            )
-            answer.raise_for_status()
-
         try:
             while not server.started:
                 await asyncio.sleep(0.01)
-            clock.schedule(deliveries, deliver)
-            headers = _callback_headers(devops.org_url)
-            answer = await client.post("/v1/waits", content=_body(len(jobs)), headers=headers)
-            if answer.status_code != 202:
-                raise RuntimeError(f"the service refused the wait: {answer.text}")
-            while finished.result is None:
-                await asyncio.sleep(0.05)
-                if watching.done():
-                    watching.result()
-                    raise RuntimeError("the watcher stopped before the wait ended")
-            clock.stop_delivering()
-            # The task is completed by the outbox, in real time.
-            loop = asyncio.get_running_loop()
-            give_up = loop.time() + CALLBACK_WAIT
-            while not devops.accepted_completions() and loop.time() < give_up:
-                await asyncio.sleep(0.05)
-            completions = devops.accepted_completions()
-            if not completions:
-                raise RuntimeError("the service never completed the task")
-            succeeded = finished.result.outcome is BatchOutcome.SUCCEEDED
-            expected = "succeeded" if succeeded else "failed"
-            if completions[0].json["result"] != expected:
-                raise RuntimeError(f"TaskCompleted said {completions[0].json['result']}")
+            await _run_wait(client, clock, deliveries, finished, watching, devops, len(jobs))
         finally:
             await client.aclose()  # before the server stops: it waits for open connections
             watcher.stop()
@@ -252,6 +216,61 @@ async def service(
 
 # Extra numbers the child adds to the service's result row.
 service_counts: dict[str, int] = {}
+
+
+def _loopback() -> tuple[socket.socket, httpx.AsyncClient]:
+    """The service's listening socket on a loopback port, and a client for it."""
+    listener = socket.socket()
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit
+    listener.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    # Event Grid's deliveries: without TCP_NODELAY each POST's body would wait for a
+    # delayed ACK (Nagle), 40 ms of real time per event on loopback.
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    transport = httpx.AsyncHTTPTransport(socket_options=nodelay)
+    return listener, httpx.AsyncClient(base_url=url, timeout=30, transport=transport)
+
+
+async def _run_wait(
+    client: httpx.AsyncClient,
+    clock: EventClock,
+    deliveries: list[Delivery],
+    finished: _Finished,
+    watching: asyncio.Future[None],
+    devops: FakeDevOps,
+    expected_jobs: int,
+) -> None:
+    """Create the wait, deliver the events until it ends, check its one TaskCompleted."""
+
+    async def deliver(events: list[dict[str, Any]]) -> None:
+        answer = await client.post(
+            "/v1/events/eventgrid", params={"key": EVENTGRID_KEY}, json=events
+        )
+        answer.raise_for_status()
+
+    clock.schedule(deliveries, deliver)
+    headers = _callback_headers(devops.org_url)
+    answer = await client.post("/v1/waits", content=_body(expected_jobs), headers=headers)
+    if answer.status_code != 202:
+        raise RuntimeError(f"the service refused the wait: {answer.text}")
+    while finished.result is None:
+        await asyncio.sleep(0.05)
+        if watching.done():
+            watching.result()
+            raise RuntimeError("the watcher stopped before the wait ended")
+    clock.stop_delivering()
+    # The task is completed by the outbox, in real time.
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + CALLBACK_WAIT
+    while not devops.accepted_completions() and loop.time() < give_up:
+        await asyncio.sleep(0.05)
+    completions = devops.accepted_completions()
+    if not completions:
+        raise RuntimeError("the service never completed the task")
+    succeeded = finished.result.outcome is BatchOutcome.SUCCEEDED
+    expected = "succeeded" if succeeded else "failed"
+    if completions[0].json["result"] != expected:
+        raise RuntimeError(f"TaskCompleted said {completions[0].json['result']}")
 
 
 def _callback_headers(org_url: str) -> dict[str, str]:

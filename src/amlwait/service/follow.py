@@ -9,7 +9,7 @@ outcome together with the closing feed lines, the summary log and the ``TaskComp
 message, in one step, and every :class:`~amlwait.service.hooks.WaitHook` is told.
 
 Every "now" is read from the one injected clock (the watcher's), and a wait sleeps on a
-:class:`WakeableClock` over that same clock, so an Event Grid event can cut a sleep short.
+:class:`~amlwait.service.wakeable_clock.WakeableClock` over that clock, so an Event Grid event can cut a sleep short.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from amlwait.console import PlainReporter, summary_lines
-from amlwait.core.clock import Clock, SystemClock
+from amlwait.core.clock import Clock
 from amlwait.core.duration import format_duration
 from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.policy import PollPolicy
@@ -35,40 +35,12 @@ from amlwait.service.hooks import WaitFinished, WaitHook
 from amlwait.service.outbox import CompletedMessage, FeedMessage, LogMessage, Message
 from amlwait.service.settings import WatcherSettings
 from amlwait.service.store import Store, WaitRecord
+from amlwait.service.wakeable_clock import WakeableClock
 from amlwait.waiter import Waiter, WaitOptions, WaitResult
 
 log = logging.getLogger("amlwait.service")
 
 MAX_FEED_LINES = 200  # per flush; the final log has every job anyway
-
-
-class WakeableClock:
-    """A wait's clock (real time unless a ``base`` is given, as the benchmark's virtual
-    clock), whose sleep an event (or a new wait) can cut short."""
-
-    def __init__(self, base: Clock | None = None) -> None:
-        self.base = base or SystemClock()
-        self._woken = asyncio.Event()
-
-    def now(self) -> float:
-        return self.base.now()
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds > 0 and not self._woken.is_set():
-            sleeper = asyncio.ensure_future(self.base.sleep(seconds))
-            waker = asyncio.ensure_future(self._woken.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (sleeper, waker):
-                    task.cancel()
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
-        else:
-            await asyncio.sleep(0)
-        self._woken.clear()
-
-    def wake(self) -> None:
-        self._woken.set()
 
 
 class FeedLines(io.StringIO):

@@ -9,7 +9,8 @@ outcome together with the closing feed lines, the summary log and the ``TaskComp
 message, in one step, and every :class:`~amlwait.service.hooks.WaitHook` is told.
 
 Every "now" is read from the one injected clock (the watcher's), and a wait sleeps on a
-:class:`~amlwait.service.wakeable_clock.WakeableClock` over that clock, so an Event Grid event can cut a sleep short.
+:class:`~amlwait.service.wakeable_clock.WakeableClock` over that clock, so an Event Grid
+event can cut a sleep short.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.service.fake_devops import FakeDevOps
-from tests.service.test_service import WS, Service, body, callback_headers
-
+from amlwait.service.testing import TEST_WORKSPACE as WS
+from amlwait.service.testing import FakeDevOps, ServiceProcess, callback_headers
+from amlwait.service.testing import wait_body as body
 from amlwait.workspace import ScriptedWorkspace
 
 
@@ -29,6 +29,20 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def script_batches(workspace: ScriptedWorkspace, waits: int, jobs: int, rng: random.Random) -> None:
+    """``waits`` batches of ``jobs`` jobs, each Running now and Completed 20–60 s later."""
+    shift = time.time() - workspace.start_time
+    for w in range(waits):
+        for j in range(jobs):
+            done = shift + rng.uniform(20, 60)
+            workspace.add_job(
+                WS,
+                f"W{w:05d}_J{j:02d}",
+                [(0, "Running"), (done, "Completed")],
+                tags={f"batch-{w:05d}": "1"},
+            )
 
 
 def main() -> None:
@@ -45,17 +59,8 @@ def main() -> None:
     rng = random.Random(7)
     devops = FakeDevOps().start()
     with ScriptedWorkspace(page_size=100) as workspace, tempfile.TemporaryDirectory() as tmp:
-        shift = time.time() - workspace.start_time
-        for w in range(args.waits):
-            for j in range(args.jobs):
-                done = shift + rng.uniform(20, 60)
-                workspace.add_job(
-                    WS,
-                    f"W{w:05d}_J{j:02d}",
-                    [(0, "Running"), (done, "Completed")],
-                    tags={f"batch-{w:05d}": "1"},
-                )
-        # Service() starts with the tests' fast intervals; the last flag given wins.
+        script_batches(workspace, args.waits, args.jobs, rng)
+        # ServiceProcess starts with the tests' fast intervals; the last flag given wins.
         defaults = [
             "--poll-interval",
             "15s",
@@ -65,7 +70,7 @@ def main() -> None:
             "10s",
         ]
         extra = [] if args.fast else defaults
-        service = Service(Path(tmp) / "load.db", devops, workspace.endpoint, extra).start()
+        service = ServiceProcess(Path(tmp) / "load.db", devops, workspace.endpoint, extra).start()
         started = time.time()
         plans = []
         for w in range(args.waits):

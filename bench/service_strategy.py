@@ -21,7 +21,6 @@ sleeps on. A sleep the delivery woke is cut short by the service's own wakeable 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import socket
 import tempfile
@@ -33,18 +32,18 @@ from typing import Any
 
 import httpx
 import uvicorn
-from tests.service.fake_devops import FakeDevOps
 
 from amlwait.azureml.arm import ArmJobSource
 from amlwait.azureml.credentials import StaticToken
 from amlwait.core.clock import Clock, VirtualClock
 from amlwait.core.retry import RetryPolicy
 from amlwait.core.tracker import BatchOutcome
-from amlwait.devops.pipelines.service import service_body, service_headers
 from amlwait.service.app import create_app
 from amlwait.service.devops_client import DevOpsClient
+from amlwait.service.hooks import WaitFinished
 from amlwait.service.store import open_store
-from amlwait.service.watcher import Watcher, WatcherSettings, _Follow
+from amlwait.service.testing import FakeDevOps, callback_headers, wait_body
+from amlwait.service.watcher import Watcher, WatcherSettings
 from amlwait.waiter import WaitResult
 from bench.scenario import EVENT_DELAY, TAG, ScriptedJob
 from bench.sim import WS
@@ -54,6 +53,10 @@ LOST_FAILED_SHARE = 0.5
 SERVICE_KEY = "bench-service-key-0123456789"
 EVENTGRID_KEY = "bench-eventgrid-key-0123456789"
 CALLBACK_WAIT = 60.0  # real seconds to wait for TaskCompleted after the wait ended
+# ``amlwait serve``'s defaults, but leases long enough for a virtual clock: the claim loop
+# renews leases every few real seconds, while the virtual time jumps hours meanwhile. One
+# replica competes with nobody, so a lease that never runs out changes nothing else.
+SETTINGS = WatcherSettings(lease_seconds=30 * 86400.0, outbox_lease_seconds=30 * 86400.0)
 
 Delivery = tuple[float, dict[str, Any]]
 
@@ -136,24 +139,14 @@ class EventClock(VirtualClock):
         await super().sleep(remaining if remaining > 0 else 0.0)
 
 
-class _BenchWatcher(Watcher):
-    """The service's watcher, remembering the result it completes the task with."""
+class _Finished:
+    """A :class:`~amlwait.service.hooks.WaitHook` keeping the result the task completes with."""
 
     result: WaitResult | None = None
-    finished_at: float | None = None
 
-    async def _finish(
-        self,
-        follow: _Follow,
-        outcome: BatchOutcome,
-        reason: str | None,
-        summary: list[str],
-        result: WaitResult | None = None,
-    ) -> None:
-        if result is not None:
-            self.result = result
-            self.finished_at = follow.clock.now()
-        await super()._finish(follow, outcome, reason, summary, result)
+    def on_wait_finished(self, record: WaitFinished) -> None:
+        if record.result is not None:
+            self.result = record.result
 
 
 async def service(
@@ -170,15 +163,7 @@ async def service(
     devops = FakeDevOps().start()
     folder = tempfile.TemporaryDirectory()
     store = open_store(f"sqlite:///{Path(folder.name) / 'bench.db'}", secret_key="bench-secret")
-    listener = socket.socket()
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit
-    listener.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    # Event Grid's deliveries: without TCP_NODELAY each POST's body would wait for a
-    # delayed ACK (Nagle), 40 ms of real time per event on loopback.
-    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    transport = httpx.AsyncHTTPTransport(socket_options=nodelay)
-    client = httpx.AsyncClient(base_url=url, timeout=30, transport=transport)
+    listener, client = _loopback()
     async with ArmJobSource(
         endpoint=endpoint,
         credential=StaticToken("bench"),
@@ -187,8 +172,9 @@ async def service(
         transport=network,
     ) as source:
         devops_client = DevOpsClient([devops.org_url])
-        watcher = _BenchWatcher(
-            store, source, devops_client, settings=WatcherSettings(), clock=clock
+        finished = _Finished()
+        watcher = Watcher(
+            store, source, devops_client, settings=SETTINGS, clock=clock, hooks=[finished]
         )
         app = create_app(
             store,
@@ -196,6 +182,7 @@ async def service(
             service_key=SERVICE_KEY,
             eventgrid_key=EVENTGRID_KEY,
             watcher=watcher,
+            clock=clock,
         )
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
@@ -203,37 +190,10 @@ async def service(
         serving = asyncio.ensure_future(server.serve(sockets=[listener]))
         watching = asyncio.ensure_future(watcher.run())
 
-        async def deliver(events: list[dict[str, Any]]) -> None:
-            answer = await client.post(
-                "/v1/events/eventgrid", params={"key": EVENTGRID_KEY}, json=events
-            )
-            answer.raise_for_status()
-
         try:
             while not server.started:
                 await asyncio.sleep(0.01)
-            clock.schedule(deliveries, deliver)
-            headers = _callback_headers(devops.org_url)
-            answer = await client.post("/v1/waits", content=_body(len(jobs)), headers=headers)
-            if answer.status_code != 202:
-                raise RuntimeError(f"the service refused the wait: {answer.text}")
-            while watcher.result is None:
-                await asyncio.sleep(0.05)
-                if watching.done():
-                    watching.result()
-                    raise RuntimeError("the watcher stopped before the wait ended")
-            clock.stop_delivering()
-            # The task is completed by the outbox, in real time.
-            loop = asyncio.get_running_loop()
-            give_up = loop.time() + CALLBACK_WAIT
-            while not devops.accepted_completions() and loop.time() < give_up:
-                await asyncio.sleep(0.05)
-            completions = devops.accepted_completions()
-            if not completions:
-                raise RuntimeError("the service never completed the task")
-            expected = "succeeded" if watcher.result.outcome is BatchOutcome.SUCCEEDED else "failed"
-            if completions[0].json["result"] != expected:
-                raise RuntimeError(f"TaskCompleted said {completions[0].json['result']}")
+            await _run_wait(client, clock, deliveries, finished, watching, devops, len(jobs))
         finally:
             await client.aclose()  # before the server stops: it waits for open connections
             watcher.stop()
@@ -243,7 +203,7 @@ async def service(
             store.close()
             devops.stop()
             folder.cleanup()
-    result = watcher.result
+    result = finished.result
     assert result is not None
     service_counts["events_delivered"] = clock.delivered
     service_counts["events_scheduled"] = len(deliveries)
@@ -258,32 +218,73 @@ async def service(
 service_counts: dict[str, int] = {}
 
 
+def _loopback() -> tuple[socket.socket, httpx.AsyncClient]:
+    """The service's listening socket on a loopback port, and a client for it."""
+    listener = socket.socket()
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit
+    listener.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    # Event Grid's deliveries: without TCP_NODELAY each POST's body would wait for a
+    # delayed ACK (Nagle), 40 ms of real time per event on loopback.
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    transport = httpx.AsyncHTTPTransport(socket_options=nodelay)
+    return listener, httpx.AsyncClient(base_url=url, timeout=30, transport=transport)
+
+
+async def _run_wait(
+    client: httpx.AsyncClient,
+    clock: EventClock,
+    deliveries: list[Delivery],
+    finished: _Finished,
+    watching: asyncio.Future[None],
+    devops: FakeDevOps,
+    expected_jobs: int,
+) -> None:
+    """Create the wait, deliver the events until it ends, check its one TaskCompleted."""
+
+    async def deliver(events: list[dict[str, Any]]) -> None:
+        answer = await client.post(
+            "/v1/events/eventgrid", params={"key": EVENTGRID_KEY}, json=events
+        )
+        answer.raise_for_status()
+
+    clock.schedule(deliveries, deliver)
+    headers = _callback_headers(devops.org_url)
+    answer = await client.post("/v1/waits", content=_body(expected_jobs), headers=headers)
+    if answer.status_code != 202:
+        raise RuntimeError(f"the service refused the wait: {answer.text}")
+    while finished.result is None:
+        await asyncio.sleep(0.05)
+        if watching.done():
+            watching.result()
+            raise RuntimeError("the watcher stopped before the wait ended")
+    clock.stop_delivering()
+    # The task is completed by the outbox, in real time.
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + CALLBACK_WAIT
+    while not devops.accepted_completions() and loop.time() < give_up:
+        await asyncio.sleep(0.05)
+    completions = devops.accepted_completions()
+    if not completions:
+        raise RuntimeError("the service never completed the task")
+    succeeded = finished.result.outcome is BatchOutcome.SUCCEEDED
+    expected = "succeeded" if succeeded else "failed"
+    if completions[0].json["result"] != expected:
+        raise RuntimeError(f"TaskCompleted said {completions[0].json['result']}")
+
+
 def _callback_headers(org_url: str) -> dict[str, str]:
     """What InvokeRESTAPI@1 sends (``amlwait render service``'s headers, filled in)."""
-    values = {
-        "PlanUrl": org_url,
-        "ProjectId": "project-bench",
-        "HubName": "build",
-        "PlanId": uuid.uuid4().hex,
-        "JobId": "job-bench",
-        "TimelineId": "timeline-bench",
-        "TaskInstanceId": "task-bench",
-        "AuthToken": "devops-token-bench",
-        "X-Amlwait-Key": SERVICE_KEY,
-        "Content-Type": "application/json",
-    }
-    rendered = json.loads(service_headers())
-    if set(rendered) != set(values):
-        raise RuntimeError(f"amlwait render service now sends {sorted(rendered)}")
-    return values
+    return callback_headers(
+        org_url,
+        service_key=SERVICE_KEY,
+        auth_token="devops-token-bench",
+        ProjectId="project-bench",
+        JobId="job-bench",
+        TimelineId="timeline-bench",
+        TaskInstanceId="task-bench",
+    )
 
 
 def _body(expected: int) -> str:
-    return service_body(
-        subscription=WS.subscription,
-        resource_group=WS.resource_group,
-        workspace=WS.workspace,
-        tag=TAG,
-        expected_jobs=expected,
-        timeout="24h",
-    )
+    return wait_body(TAG, expected, timeout="24h", workspace_ref=WS)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from amlwait.service.testing import FakeDevOps
 from amlwait.workspace import ScriptedWorkspace
 from tests.service.conftest import POSTGRES_URL, _postgres_unavailable, _with_search_path
-from tests.service.fake_devops import FakeDevOps
 from tests.service.test_service import (
     Service,
     body,

@@ -4,14 +4,10 @@ scripted Azure ML workspace on the real clock, and a fake Azure DevOps plan API.
 from __future__ import annotations
 
 import base64
-import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,128 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from amlwait.core.jobs import WorkspaceRef
-from amlwait.devops.pipelines.service import service_body, service_headers
+from amlwait.service.testing import AUTH_TOKEN as TOKEN
+from amlwait.service.testing import EVENTGRID_KEY, FakeDevOps, callback_headers
+from amlwait.service.testing import SERVICE_KEY as KEY
+from amlwait.service.testing import TEST_WORKSPACE as WS
+from amlwait.service.testing import ServiceProcess as Service
+from amlwait.service.testing import wait_body as body
 from amlwait.workspace import ScriptedWorkspace
-from tests.service.fake_devops import FakeDevOps
-
-WS = WorkspaceRef("sub-1", "rg-1", "ws-1")
-KEY = "test-service-key-0123456789"
-EVENTGRID_KEY = "eventgrid-key-0123456789"
-TOKEN = "devops-token-Zq9x"
-FAST = [
-    "--poll-interval", "0.1s",
-    "--max-poll-interval", "0.2s",
-    "--not-found-grace", "1s",
-    "--lease", "1s",
-    "--progress-interval", "0.1s",
-    "--retry-initial", "0.1s",
-    "--callback-timeout", "1s",
-]  # fmt: skip
-
-
-class Service:
-    """One ``python -m amlwait.service`` process; ``url`` once it listens."""
-
-    def __init__(self, db: Path, devops: FakeDevOps, endpoint: str, extra: list[str]) -> None:
-        self.db, self.devops, self.endpoint, self.extra = db, devops, endpoint, extra
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.stderr_path = db.with_suffix(f".{uuid.uuid4().hex[:6]}.stderr")
-
-    def start(self) -> Service:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "AMLWAIT"))}
-        env.update(
-            AMLWAIT_SERVICE_KEY=KEY,
-            AMLWAIT_SERVICE_SECRET="test-store-secret-passphrase",
-            AMLWAIT_EVENTGRID_KEY=EVENTGRID_KEY,
-            AMLWAIT_ARM_ENDPOINT=self.endpoint,
-            AMLWAIT_ACCESS_TOKEN="arm-token",
-            AMLWAIT_ALLOWED_ORGS=f"{self.devops.org_url},https://dev.azure.com/contoso/",
-        )
-        args = ["--port", "0", "--store", f"sqlite:///{self.db}", *FAST, *self.extra]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "amlwait.service", *args],
-            stdout=subprocess.PIPE,
-            stderr=self.stderr_path.open("a"),
-            text=True,
-            env=env,
-        )
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()))  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout=20)
-        assert line and "listening on" in line[0], self.stderr()
-        self.url = line[0].split("listening on ", 1)[1].strip()
-        return self
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text() if self.stderr_path.exists() else ""
-
-    def post_wait(self, body: str | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.post(f"{self.url}/v1/waits", content=body, headers=headers, timeout=10)
-
-    def get(self, path: str, key: str | None = KEY) -> httpx.Response:
-        headers = {"X-Amlwait-Key": key} if key else {}
-        return httpx.get(f"{self.url}{path}", headers=headers, timeout=10)
-
-    def store_metrics(self) -> dict[str, float]:
-        text = self.get("/metrics").text
-        return {
-            line.split()[0]: float(line.split()[1])
-            for line in text.splitlines()
-            if line.startswith("amlwait_store_")
-        }
-
-
-def callback_headers(org_url: str, *, plan: str | None = None, **over: str) -> dict[str, str]:
-    """What InvokeRESTAPI@1 sends, as `amlwait render service` writes it."""
-    rendered = json.loads(service_headers())
-    values = {
-        "PlanUrl": org_url,
-        "ProjectId": "project-1",
-        "HubName": "build",
-        "PlanId": plan or uuid.uuid4().hex,
-        "JobId": "job-1",
-        "TimelineId": "timeline-1",
-        "TaskInstanceId": "task-1",
-        "AuthToken": TOKEN,
-        "X-Amlwait-Key": KEY,
-        "Content-Type": "application/json",
-    }
-    assert set(rendered) == set(values)
-    values.update(over)
-    return values
-
-
-def body(tag: str, expected: int, timeout: str = "1m", **extra: Any) -> str:
-    text = service_body(
-        subscription=WS.subscription,
-        resource_group=WS.resource_group,
-        workspace=WS.workspace,
-        tag=tag,
-        expected_jobs=expected,
-        timeout=timeout,
-    )
-    if extra:
-        document = json.loads(text)
-        document.update(extra)
-        text = json.dumps(document)
-    return text
 
 
 def job_statuses(service: Service, wait_id: str) -> dict[str, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from amlwait.core.clock import VirtualClock
-from amlwait.service.watcher import _WakeableClock
+from amlwait.service.wakeable_clock import WakeableClock as _WakeableClock
 
 
 class _SlowVirtualClock(VirtualClock):

@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from amlwait.core.clock import Clock, SystemClock
 from amlwait.service.models import (
     MAX_BODY_CHARS,
     RequestProblem,
@@ -47,6 +47,7 @@ KEY_HEADER = "X-Amlwait-Key"
 # count decides, and nobody can make us buffer more.
 _MAX_BODY_BYTES = 4 * MAX_BODY_CHARS
 _VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+_Handler = Callable[[Request], Awaitable[Response]]
 _RUN_EVENTS = frozenset(
     {
         "Microsoft.MachineLearningServices.RunStatusChanged",
@@ -98,30 +99,44 @@ def wait_document(record: WaitRecord) -> dict[str, Any]:
     }
 
 
-def create_app(
-    store: Store,
-    *,
-    allowed_orgs: Sequence[str],
-    service_key: str | None,
-    eventgrid_key: str | None = None,
-    watcher: Watcher | None = None,
-) -> Starlette:
-    """The service's ASGI app. ``service_key`` ``None`` turns the key check off (only for
-    ``--insecure-no-auth`` on loopback); ``watcher`` is told about new waits and events."""
-    orgs = tuple(allowed_orgs)
-    requests_served: Counter[str] = Counter()
+class _ServiceApp:
+    """The app's state (store, keys, watcher, clock, request counts) and its route handlers.
 
-    def check_key(request: Request) -> None:
-        if service_key is None:
+    Each handler answers one route of the table in the module docstring; a
+    :class:`RequestProblem` it raises becomes a one-line JSON error (see :meth:`counted`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        allowed_orgs: Sequence[str],
+        service_key: str | None,
+        eventgrid_key: str | None,
+        watcher: Watcher | None,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.orgs = tuple(allowed_orgs)
+        self.service_key = service_key
+        self.eventgrid_key = eventgrid_key
+        self.watcher = watcher
+        self.clock = clock
+        self.requests_served: Counter[str] = Counter()
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def check_key(self, request: Request) -> None:
+        if self.service_key is None:
             return
         given = request.headers.get(KEY_HEADER)
         if not given:
             raise RequestProblem(401, f"missing header {KEY_HEADER}")
-        if not _same(given, service_key):
+        if not _same(given, self.service_key):
             raise RequestProblem(401, f"wrong {KEY_HEADER}")
 
-    def check_eventgrid_key(request: Request) -> None:
-        keys = [key for key in (eventgrid_key, service_key) if key]
+    def check_eventgrid_key(self, request: Request) -> None:
+        keys = [key for key in (self.eventgrid_key, self.service_key) if key]
         if not keys:
             return
         given = request.query_params.get("key")
@@ -130,14 +145,16 @@ def create_app(
         if not any(matches):
             raise RequestProblem(401, "missing or wrong ?key= on the Event Grid endpoint")
 
-    async def create_wait(request: Request) -> Response:
-        check_key(request)
-        callback, token = parse_callback(request.headers, orgs)
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def create_wait(self, request: Request) -> Response:
+        self.check_key(request)
+        callback, token = parse_callback(request.headers, self.orgs)
         wait = parse_wait_request(await _read_body(request))
-        now = time.time()
+        now = self.clock.now()
         try:
             record, created = await asyncio.to_thread(
-                store.create_wait,
+                self.store.create_wait,
                 plan_key=callback.plan_key,
                 request=wait.to_document(),
                 callback=callback.to_document(),
@@ -147,36 +164,37 @@ def create_app(
             )
         except ValueError:  # the store refuses a token that also appears in plain text
             raise RequestProblem(400, "the AuthToken appears in the body or headers") from None
-        if created and watcher is not None:
-            watcher.nudge()
+        if created and self.watcher is not None:
+            self.watcher.nudge()
         return JSONResponse({"waitId": record.wait_id}, status_code=202)
 
-    async def get_wait(request: Request) -> Response:
-        check_key(request)
+    async def get_wait(self, request: Request) -> Response:
+        self.check_key(request)
         wait_id = str(request.path_params["wait_id"])
-        record = await asyncio.to_thread(store.get_wait, wait_id)
+        record = await asyncio.to_thread(self.store.get_wait, wait_id)
         if record is None:
             return _problem(404, f"no wait {wait_id[:80]!r}")
         return JSONResponse(wait_document(record))
 
-    async def healthz(request: Request) -> Response:
+    async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    async def metrics(request: Request) -> Response:
-        check_key(request)
-        values = {f"store_{k}": v for k, v in (await asyncio.to_thread(store.metrics)).items()}
-        if watcher is not None:
-            values.update(watcher.metrics())
+    async def metrics(self, request: Request) -> Response:
+        self.check_key(request)
+        store_metrics = await asyncio.to_thread(self.store.metrics)
+        values = {f"store_{k}": v for k, v in store_metrics.items()}
+        if self.watcher is not None:
+            values.update(self.watcher.metrics())
         lines = []
         for name, value in sorted(values.items()):
             lines += [f"# TYPE amlwait_{name} gauge", f"amlwait_{name} {value}"]
         lines.append("# TYPE amlwait_http_requests_total counter")
-        for route, count in sorted(requests_served.items()):
+        for route, count in sorted(self.requests_served.items()):
             lines.append(f'amlwait_http_requests_total{{route="{route}"}} {count}')
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
-    async def eventgrid_options(request: Request) -> Response:
-        check_eventgrid_key(request)
+    async def eventgrid_options(self, request: Request) -> Response:
+        self.check_eventgrid_key(request)
         origin = request.headers.get("WebHook-Request-Origin", "")
         if not origin or len(origin) > 255 or any(ord(c) < 33 for c in origin):
             raise RequestProblem(400, "missing or invalid WebHook-Request-Origin header")
@@ -185,8 +203,8 @@ def create_app(
             headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"},
         )
 
-    async def eventgrid(request: Request) -> Response:
-        check_eventgrid_key(request)
+    async def eventgrid(self, request: Request) -> Response:
+        self.check_eventgrid_key(request)
         try:
             document = json.loads(await request.body())
         except ValueError:
@@ -201,29 +219,54 @@ def create_app(
                     raise RequestProblem(400, "the validation event has no validationCode")
                 return JSONResponse({"validationResponse": code})
         runs = [run for run in map(_run_of, events) if run is not None]
-        woken = watcher.wake_runs(runs) if watcher is not None else 0
+        woken = self.watcher.wake_runs(runs) if self.watcher is not None else 0
         return JSONResponse({"events": len(runs), "waitsWoken": woken})
 
-    def counted(name: str, handler: Any) -> Any:
+    def counted(self, name: str, handler: _Handler) -> _Handler:
+        """``handler`` counted under ``name``, its :class:`RequestProblem` as a JSON error."""
+
         async def endpoint(request: Request) -> Response:
-            requests_served[name] += 1
+            self.requests_served[name] += 1
             try:
-                response: Response = await handler(request)
+                return await handler(request)
             except RequestProblem as problem:
                 return _problem(problem.status, problem.message)
-            return response
 
         return endpoint
 
+
+def create_app(
+    store: Store,
+    *,
+    allowed_orgs: Sequence[str],
+    service_key: str | None,
+    eventgrid_key: str | None = None,
+    watcher: Watcher | None = None,
+    clock: Clock | None = None,
+) -> Starlette:
+    """The service's ASGI app. ``service_key`` ``None`` turns the key check off (only for
+    ``--insecure-no-auth`` on loopback); ``watcher`` is told about new waits and events.
+    ``clock`` stamps new waits (``createdAt``, ``deadline``): the watcher's clock when there
+    is a watcher, else real time, so the app and the watcher measure a wait on one clock."""
+    if clock is None:
+        clock = watcher.clock if watcher is not None else SystemClock()
+    app = _ServiceApp(
+        store,
+        allowed_orgs=allowed_orgs,
+        service_key=service_key,
+        eventgrid_key=eventgrid_key,
+        watcher=watcher,
+        clock=clock,
+    )
     routes = [
-        Route("/v1/waits", counted("create_wait", create_wait), methods=["POST"]),
-        Route("/v1/waits/{wait_id}", counted("get_wait", get_wait), methods=["GET"]),
-        Route("/healthz", counted("healthz", healthz), methods=["GET"]),
-        Route("/metrics", counted("metrics", metrics), methods=["GET"]),
-        Route("/v1/events/eventgrid", counted("eventgrid", eventgrid), methods=["POST"]),
+        Route("/v1/waits", app.counted("create_wait", app.create_wait), methods=["POST"]),
+        Route("/v1/waits/{wait_id}", app.counted("get_wait", app.get_wait), methods=["GET"]),
+        Route("/healthz", app.counted("healthz", app.healthz), methods=["GET"]),
+        Route("/metrics", app.counted("metrics", app.metrics), methods=["GET"]),
+        Route("/v1/events/eventgrid", app.counted("eventgrid", app.eventgrid), methods=["POST"]),
         Route(
             "/v1/events/eventgrid",
-            counted("eventgrid_handshake", eventgrid_options),
+            app.counted("eventgrid_handshake", app.eventgrid_options),
             methods=["OPTIONS"],
         ),
     ]

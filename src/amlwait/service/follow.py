@@ -1,0 +1,410 @@
+"""Following one wait: discover its jobs, wait for them, finish it.
+
+A :class:`Follow` is created by the watcher for each wait it holds a lease on. When the
+request named no jobs, the batch is first listed by its tag until ``expectedJobs`` jobs
+carry it (it fails if fewer have appeared when the not-found grace ends). Then one
+:class:`~amlwait.waiter.Waiter` reads the batch; progress (jobs, statuses) is saved with the
+lease and feed lines go to the outbox. At the end :meth:`Store.finish_wait` stores the
+outcome together with the closing feed lines, the summary log and the ``TaskCompleted``
+message, in one step, and every :class:`~amlwait.service.hooks.WaitHook` is told.
+
+Every "now" is read from the one injected clock (the watcher's), and a wait sleeps on a
+:class:`~amlwait.service.wakeable_clock.WakeableClock` over that clock, so an Event Grid
+event can cut a sleep short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from amlwait.console import PlainReporter, summary_lines
+from amlwait.core.clock import Clock
+from amlwait.core.duration import format_duration
+from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.policy import PollPolicy
+from amlwait.core.source import JobSource
+from amlwait.core.tracker import BatchOutcome, JobState
+from amlwait.errors import AmlwaitError
+from amlwait.service.devops_client import feed_line
+from amlwait.service.hooks import WaitFinished, WaitHook
+from amlwait.service.outbox import CompletedMessage, FeedMessage, LogMessage, Message
+from amlwait.service.settings import WatcherSettings
+from amlwait.service.store import Store, WaitRecord
+from amlwait.service.wakeable_clock import WakeableClock
+from amlwait.waiter import Waiter, WaitOptions, WaitResult
+
+log = logging.getLogger("amlwait.service")
+
+MAX_FEED_LINES = 200  # per flush; the final log has every job anyway
+
+
+class FeedLines(io.StringIO):
+    """Where the reporter prints: each line time-stamped (by ``clock``) for the feed."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.pending: list[str] = []
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.pending.append(feed_line(line, self.clock.now()))
+        return len(text)
+
+    def take(self) -> list[str]:
+        """The lines written since the last take; at most ``MAX_FEED_LINES`` and a note."""
+        taken, self.pending = self.pending, []
+        if len(taken) > MAX_FEED_LINES:
+            dropped = len(taken) - MAX_FEED_LINES
+            note = f"... {dropped} more lines (the final log lists every job)"
+            note = feed_line(note, self.clock.now())
+            taken = [*taken[:MAX_FEED_LINES], note]
+        return taken
+
+
+@dataclass(frozen=True)
+class FollowContext:
+    """What every follow of one watcher shares: its store, source, owner, settings, clock
+    and hooks, and how to tell the watcher about an Azure ML failure and a stored message."""
+
+    store: Store
+    source: JobSource
+    owner: str
+    settings: WatcherSettings
+    event_policy: PollPolicy
+    clock: Clock
+    hooks: Sequence[WaitHook]
+    arm_failed: Callable[[], None]
+    queued: Callable[[], None]
+
+
+class Follow:
+    """One wait this replica follows; :meth:`run` discovers, waits, and finishes it."""
+
+    def __init__(self, record: WaitRecord, context: FollowContext) -> None:
+        self.record = record
+        self.context = context
+        self.clock = WakeableClock(context.clock)
+        self.lines = FeedLines(context.clock)
+        self.waiter: Waiter | None = None
+        self.jobs: list[str] = []
+        self.job_set: frozenset[str] = frozenset()  # ``jobs``, for an event's lookup
+        self.task: asyncio.Task[None] | None = None
+        self.saved: dict[str, Any] | None = None
+        self.lost = False
+        self.evented = False
+
+    @property
+    def wait_id(self) -> str:
+        return self.record.wait_id
+
+    @property
+    def tag(self) -> str:
+        return str(self.record.request["tag"])
+
+    def say(self, text: str) -> None:
+        self.lines.write(text + "\n")
+
+    # -- told by the watcher ------------------------------------------------------------
+
+    def read_now(self, name: str | None) -> None:
+        """Read ``name`` (or, while discovering, the listing) at the next wake, which is now."""
+        waiter = self.waiter
+        if waiter is not None and name is not None:
+            waiter.tracker.read_now(name, self.clock.now())
+        self.clock.wake()
+
+    def hears_events(self, policy: PollPolicy) -> None:
+        """Events arrive for this wait's jobs: poll by ``policy`` (the safety net)."""
+        if not self.evented:
+            self.evented = True
+            if self.waiter is not None:
+                self.waiter.use_policy(policy)
+            interval = format_duration(policy.poll_interval)
+            self.say(f"Event Grid events arrive for these jobs: polling every {interval}")
+
+    def abandon(self) -> None:
+        """The lease is gone: stop without finishing (whoever holds it now finishes)."""
+        self.lost = True
+        if self.waiter is not None:
+            self.waiter.stop()
+        if self.task is not None and self.waiter is None:
+            self.task.cancel()
+
+    # -- the wait -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the wait until it is finished here, or the lease is lost."""
+        request = self.record.request
+        workspace = WorkspaceRef(
+            str(request["subscription"]), str(request["resourceGroup"]), str(request["workspace"])
+        )
+        saved = self.record.result or {}
+        names = list(request.get("jobs") or saved.get("jobs") or [])
+        if saved:
+            self.say(f"amlwait service {self.context.owner} resumes this wait")
+        if not names:
+            discovered = await self._discover(workspace)
+            if discovered is None:
+                return
+            names = discovered
+        self.jobs = names
+        self.job_set = frozenset(names)
+        await self._save({"jobs": names, "states": []})
+        result = await self._wait([JobRef(workspace, name) for name in names])
+        if result is None or result.outcome is BatchOutcome.INTERRUPTED or self.lost:
+            return
+        await self._finish(result.outcome, _reason(result), summary_lines(result), result)
+
+    async def _discover(self, workspace: WorkspaceRef) -> list[str] | None:
+        """List the batch by its tag until ``expectedJobs`` jobs carry it.
+
+        None when the wait ended here (finished as failed) or the lease was lost.
+        """
+        record, settings = self.record, self.context.settings
+        expected = int(record.request["expectedJobs"])
+        give_up_at = min(record.created_at + settings.policy.not_found_grace, record.deadline)
+        left = max(0.0, give_up_at - self.clock.now())
+        self.say(
+            f"Looking for {expected} jobs tagged {self.tag!r} in {workspace} "
+            f"(for up to {format_duration(left)})"
+        )
+        seen = -1
+        failures = 0
+        while not self.lost:
+            try:
+                listing = await self.context.source.list_jobs_by_tag(workspace, self.tag)
+                failures = 0
+            except AmlwaitError as error:
+                failures += 1
+                if await self._read_failed(error, failures, give_up=False):
+                    return None
+                listing = None
+            if listing is not None:
+                names = sorted({job.name for job in listing})
+                if len(names) >= expected:
+                    self.say(f"Found {len(names)} jobs tagged {self.tag!r}")
+                    return names
+                if len(names) != seen:
+                    seen = len(names)
+                    self.say(f"{seen} of {expected} jobs tagged {self.tag!r} so far")
+            now = self.clock.now()
+            if now >= give_up_at:
+                reason = (
+                    f"only {max(seen, 0)} of {expected} jobs tagged {self.tag!r} appeared "
+                    f"within {format_duration(now - record.created_at)}"
+                )
+                await self._finish(BatchOutcome.FAILED, reason, [])
+                return None
+            await self.flush()
+            await self.clock.sleep(min(settings.policy.poll_interval, give_up_at - now))
+        return None
+
+    async def _wait(self, refs: list[JobRef]) -> WaitResult | None:
+        """Run a waiter over ``refs``, again after an Azure ML failure (a few times).
+
+        None when the wait ended here (Azure ML kept failing) or the lease was lost.
+        """
+        failures = 0
+        while not self.lost:
+            waiter = Waiter(
+                refs,
+                self.context.source,
+                options=self._options(),
+                clock=self.clock,
+                tag=self.tag,
+                listener=PlainReporter(self.lines),
+            )
+            self.waiter = waiter
+            flusher = asyncio.ensure_future(self._flush_loop())
+            try:
+                return await waiter.run()
+            except AmlwaitError as error:
+                failures += 1
+                past_deadline = self.clock.now() >= self.record.deadline
+                if await self._read_failed(error, failures, give_up=past_deadline):
+                    return None
+                # Still inside the try: progress keeps being flushed while backing off.
+                await self.clock.sleep(self.context.settings.outbox_retry.delay(failures + 1))
+            finally:
+                flusher.cancel()
+                await asyncio.gather(flusher, return_exceptions=True)
+        return None
+
+    def _options(self) -> WaitOptions:
+        request, settings = self.record.request, self.context.settings
+        return WaitOptions(
+            timeout=max(0.0, self.record.deadline - self.clock.now()),
+            policy=self.context.event_policy if self.evented else settings.policy,
+            fail_fast=bool(request.get("failFast", False)),
+            cancel_remaining=bool(request.get("cancelRemaining", False)),
+            concurrency=settings.concurrency,
+        )
+
+    async def _read_failed(self, error: AmlwaitError, failures: int, *, give_up: bool) -> bool:
+        """Count a failed Azure ML read; finish the wait as failed (True) after too many."""
+        self.context.arm_failed()
+        self.say(f"Azure ML could not be read: {error}")
+        if failures >= self.context.settings.arm_error_limit or give_up:
+            await self._finish(BatchOutcome.FAILED, f"Azure ML kept failing: {error}", [])
+            return True
+        return False
+
+    # -- progress ---------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.context.settings.progress_interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("saving the progress of wait %s failed", self.wait_id)
+
+    async def flush(self) -> None:
+        """Send pending feed lines to the outbox and save the jobs' states."""
+        lines = self.lines.take()
+        if lines:
+            message = FeedMessage(tuple(lines))
+            await asyncio.to_thread(
+                self.context.store.enqueue,
+                self.wait_id,
+                message.kind,
+                message.payload(),
+                now=self.clock.now(),
+            )
+            self.context.queued()
+        if self.waiter is not None:
+            states = [_job_document(job) for job in self.waiter.tracker.jobs.values()]
+            await self._save({"jobs": self.jobs, "states": states})
+
+    async def _save(self, document: dict[str, Any]) -> None:
+        if document == self.saved:
+            return
+        kept = await asyncio.to_thread(
+            self.context.store.save_progress,
+            self.wait_id,
+            self.context.owner,
+            document,
+            now=self.clock.now(),
+        )
+        self.saved = document
+        if not kept:
+            self.abandon()
+
+    # -- the end ----------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        outcome: BatchOutcome,
+        reason: str | None,
+        summary: list[str],
+        result: WaitResult | None = None,
+    ) -> None:
+        """Store the outcome and the final messages in one step, then tell the hooks."""
+        devops_result = "succeeded" if outcome is BatchOutcome.SUCCEEDED else "failed"
+        if reason:
+            self.say(reason)
+        self.say(f"amlwait: the batch {outcome.value}; the task ends {devops_result}")
+        document = self._final_document(outcome, reason, devops_result, result)
+        text = "\n".join([*(summary or []), *([reason] if reason else [])]) + "\n"
+        final: list[Message] = [
+            FeedMessage(tuple(self.lines.take())),
+            LogMessage(text),
+            CompletedMessage(devops_result),
+        ]
+        now = self.clock.now()
+        finished = await asyncio.to_thread(
+            self.context.store.finish_wait,
+            self.wait_id,
+            self.context.owner,
+            outcome=outcome.value,
+            result=document,
+            final=[(message.kind, message.payload()) for message in final],
+            now=now,
+        )
+        if finished:
+            self.context.queued()
+        else:
+            log.warning("wait %s was finished elsewhere (lease lost)", self.wait_id)
+        self._tell_hooks(
+            WaitFinished(
+                wait_id=self.wait_id,
+                tag=self.tag,
+                outcome=outcome,
+                devops_result=devops_result,
+                reason=reason,
+                jobs=tuple(self.jobs),
+                job_counts=_job_counts(result),
+                requests=self.context.source.requests_sent,
+                created_at=self.record.created_at,
+                finished_at=now,
+                recorded=finished,
+                result=result,
+            )
+        )
+
+    def _final_document(
+        self,
+        outcome: BatchOutcome,
+        reason: str | None,
+        devops_result: str,
+        result: WaitResult | None,
+    ) -> dict[str, Any]:
+        """The wait's progress document at its end (what ``GET /v1/waits/{id}`` shows)."""
+        states = (
+            [_job_document(job) for job in result.jobs]
+            if result is not None
+            else list((self.saved or {}).get("states", []))
+        )
+        return {
+            "jobs": self.jobs,
+            "states": states,
+            "outcome": outcome.value,
+            "reason": reason,
+            "result": devops_result,
+            "canceled": list(result.canceled) if result is not None else [],
+        }
+
+    def _tell_hooks(self, record: WaitFinished) -> None:
+        for hook in self.context.hooks:
+            try:
+                hook.on_wait_finished(record)
+            except Exception:
+                log.exception("a hook failed on the end of wait %s", self.wait_id)
+
+
+def _job_document(job: JobState) -> dict[str, Any]:
+    return {
+        "name": job.name,
+        "status": job.status,
+        "outcome": job.outcome.value if job.outcome else None,
+        "reason": job.reason,
+        "link": job.link,
+    }
+
+
+def _job_counts(result: WaitResult | None) -> dict[str, int]:
+    if result is None:
+        return {}
+    return dict(Counter(job.outcome.value if job.outcome else "unfinished" for job in result.jobs))
+
+
+def _reason(result: WaitResult) -> str | None:
+    if result.outcome is BatchOutcome.TIMED_OUT:
+        unfinished = [job.name for job in result.jobs if not job.finished]
+        text = f"deadline reached with {len(unfinished)} jobs unfinished"
+        if result.canceled:
+            text += f"; cancel requested for {len(result.canceled)}"
+        return text
+    if result.outcome is BatchOutcome.FAILED:
+        bad = [job.name for job in result.jobs if job.outcome is not None and job.outcome.is_bad]
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        return f"{len(bad)} jobs ended badly: {shown}"
+    return None

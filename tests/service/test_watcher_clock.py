@@ -1,0 +1,156 @@
+"""The app and the watcher in one event loop on a virtual clock: every "now" is that clock's,
+and a hook is told about each finished wait (what the benchmark subscribes to)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from amlwait.core.clock import VirtualClock
+from amlwait.core.tracker import BatchOutcome
+from amlwait.service.app import create_app
+from amlwait.service.devops_client import DevOpsClient
+from amlwait.service.hooks import WaitFinished
+from amlwait.service.store import Store, open_store
+from amlwait.service.testing import (
+    SERVICE_KEY,
+    TEST_WORKSPACE,
+    FakeDevOps,
+    callback_headers,
+    wait_body,
+)
+from amlwait.service.watcher import Watcher, WatcherSettings
+from amlwait.testing import FakeJobSource
+
+# A lease the virtual clock cannot outrun between two real-time claim rounds.
+SETTINGS = WatcherSettings(lease_seconds=86400.0, outbox_lease_seconds=86400.0)
+REAL_SECONDS = 20.0  # at most, for a whole virtual wait
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.finished: list[WaitFinished] = []
+
+    def on_wait_finished(self, record: WaitFinished) -> None:
+        self.finished.append(record)
+
+
+class Broken:
+    def on_wait_finished(self, record: WaitFinished) -> None:
+        raise RuntimeError("a broken hook")
+
+
+@pytest.fixture
+def devops() -> Iterator[FakeDevOps]:
+    fake = FakeDevOps().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'waits.db'}", secret_key="clock-test-secret")
+    yield opened
+    opened.close()
+
+
+async def follow_one_wait(
+    store: Store,
+    devops: FakeDevOps,
+    clock: VirtualClock,
+    source: FakeJobSource,
+    body: str,
+    settings: WatcherSettings = SETTINGS,
+) -> Recorder:
+    """POST one wait, run a watcher until a hook hears its end and DevOps got TaskCompleted."""
+    recorder = Recorder()
+    client = DevOpsClient([devops.org_url])
+    watcher = Watcher(
+        store, source, client, settings=settings, clock=clock, hooks=[Broken(), recorder]
+    )
+    app = create_app(store, allowed_orgs=[devops.org_url], service_key=SERVICE_KEY, watcher=watcher)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        answer = await http.post(
+            "/v1/waits", content=body, headers=callback_headers(devops.org_url)
+        )
+        assert answer.status_code == 202, answer.text
+    watching = asyncio.ensure_future(watcher.run())
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + REAL_SECONDS
+    try:
+        while not (recorder.finished and devops.accepted_completions()):
+            assert loop.time() < give_up, "the wait did not end in real time"
+            assert not watching.done(), watching.result()
+            await asyncio.sleep(0.02)
+    finally:
+        watcher.stop()
+        await watching
+        await client.aclose()
+    return recorder
+
+
+def feed_lines(devops: FakeDevOps) -> list[str]:
+    return [
+        line
+        for call in devops.snapshot()
+        if call.path.endswith("/feed")
+        for line in call.json["value"]
+    ]
+
+
+def test_missing_jobs_fail_after_the_grace_measured_on_the_injected_clock(
+    store: Store, devops: FakeDevOps
+) -> None:
+    clock = VirtualClock()
+    started = clock.now()
+    source = FakeJobSource(clock)  # the batch never appears
+    body = wait_body("never-there", 2, timeout="1h")
+    recorder = asyncio.run(follow_one_wait(store, devops, clock, source, body))
+
+    (record,) = recorder.finished
+    grace = SETTINGS.policy.not_found_grace
+    assert record.outcome is BatchOutcome.FAILED and record.recorded
+    assert record.reason == "only 0 of 2 jobs tagged 'never-there' appeared within 5m00s"
+    assert record.created_at == started  # the app stamps the wait on the watcher's clock
+    poll = SETTINGS.policy.poll_interval
+    assert started + grace <= record.finished_at <= started + grace + poll
+    assert record.result is None and record.job_counts == {} and record.jobs == ()
+    assert devops.accepted_completions()[0].json["result"] == "failed"
+    stored = store.get_wait(record.wait_id)
+    assert stored is not None and stored.deadline == started + 3600
+    # Feed lines carry the virtual time (2026-01-01), not the machine's.
+    lines = feed_lines(devops)
+    assert lines and all(line.startswith("2026-01-01T00:0") for line in lines), lines
+
+
+def test_a_hook_hears_the_result_counts_and_times_of_a_finished_wait(
+    store: Store, devops: FakeDevOps
+) -> None:
+    clock = VirtualClock()
+    started = clock.now()
+    source = FakeJobSource(clock)
+    for name, end in (("TRAIN_1", "Completed"), ("TRAIN_2", "Failed")):
+        timeline = [(0, "Queued"), (600, "Running"), (7200, end)]
+        source.add_job(name, timeline, workspace=TEST_WORKSPACE, tags={"batch-7": "1"})
+    policy = replace(SETTINGS.policy, poll_interval=30.0, max_poll_interval=60.0)
+    settings = replace(SETTINGS, policy=policy)
+    body = wait_body("batch-7", 2, timeout="1d")
+    recorder = asyncio.run(follow_one_wait(store, devops, clock, source, body, settings))
+
+    (record,) = recorder.finished  # the broken hook before it changed nothing
+    assert record.outcome is BatchOutcome.FAILED and record.devops_result == "failed"
+    assert record.recorded and record.tag == "batch-7"
+    assert record.jobs == ("TRAIN_1", "TRAIN_2")
+    assert record.job_counts == {"succeeded": 1, "failed": 1}
+    assert record.reason == "1 jobs ended badly: TRAIN_2"
+    assert record.result is not None and record.result.outcome is BatchOutcome.FAILED
+    assert record.requests == source.requests_sent > 0
+    assert record.created_at == started
+    assert started + 7200 <= record.finished_at <= started + 7200 + 60
+    assert [c.json["result"] for c in devops.accepted_completions()] == ["failed"]

@@ -77,7 +77,8 @@ class Project:
 def make_project(root: Path, circuits: str = CIRCUITS_YAML, job: str = JOB_YAML) -> Project:
     write(root / "circuits.yaml", circuits)
     write(root / "job.yml", job)
-    (root / "src").mkdir(exist_ok=True)
+    # azure-ai-ml refuses an empty code folder (EmptyDirectoryError), and so does submit.
+    write(root / "src" / "README.txt", "the circuit training code\n")
     return Project(root)
 
 

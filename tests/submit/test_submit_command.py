@@ -37,7 +37,12 @@ def project(tmp_path: Path) -> Project:
 
 
 def puts(workspace: LocalWorkspace) -> list[str]:
-    return [r.job or "" for r in workspace.requests if r.method == "PUT" and r.status in (200, 201)]
+    """The names of the jobs PUT (code-version and blob PUTs are not jobs)."""
+    return [
+        r.job
+        for r in workspace.requests
+        if r.method == "PUT" and r.status in (200, 201) and r.job is not None
+    ]
 
 
 def manifest_of(project: Project) -> dict[str, object]:

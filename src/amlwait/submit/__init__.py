@@ -5,6 +5,7 @@
     circuits.py   the circuits file (YAML, errors with file:line: key)
     template.py   placeholders in the job template: {plant}, {date:%Y_%m_%d}, …
     arm_job.py    command job YAML → ARM job properties (no azure-ai-ml)
+    code_upload.py  local code folders → registered code assets, once per batch
     plan.py       names, tags, the batch tag; everything checked before a request
     submitter.py  idempotent, concurrent, bounded submission over a job source
     command.py    the command's flow: report lines, manifest, exit code

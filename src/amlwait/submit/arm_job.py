@@ -6,6 +6,7 @@ it against azure-ai-ml's own conversion. What it produces::
     {"jobType": "Command",
      "command": str,
      "codeId": "file:///ABS/PATH"          # local code folder, relative to the YAML's folder
+                                           #   (code_upload.py registers it before the PUT)
                | "azureml:…" | ARM id,     #   or an asset id, passed through
      "environmentId": "azureml:NAME@latest" | "azureml:NAME:VERSION" | "azureml://…" | ARM id,
      "computeId": "/subscriptions/…/workspaces/WS/computes/NAME",  # from azureml:NAME or NAME

@@ -7,10 +7,11 @@ through ``MLClient.jobs.create_or_update``, which does what plain ARM cannot: it
 the local ``code`` folder, builds inline environments, and turns ``azureml:NAME@latest``
 into a concrete environment version before the PUT.
 
-Foot-gun avoided: ``load_job`` returns a ``Command`` *node*, whose ``name`` setter
+Foot-guns avoided: ``load_job`` returns a ``Command`` *node*, whose ``name`` setter
 lower-cases (``PLANT001_…`` → ``plant001_…``), so the job would not be found under the
-name in the manifest. :func:`sdk_command_job` converts it to a ``CommandJob`` first, which
-keeps the name as given.
+name in the manifest; and ``jobs.create_or_update`` refuses the ``CommandJob`` that
+``_to_job()`` would give ("Non supported job type"). :func:`sdk_command_job` keeps the
+node and sets its name past the setter.
 
 azure-ai-ml is imported only inside functions: without it, amlwait works and these raise
 one :class:`InputError` saying what to install.
@@ -43,8 +44,8 @@ def _require_sdk() -> None:
 
 
 def sdk_command_job(template: JobTemplate, batch: Batch, planned: PlannedJob) -> Any:
-    """``planned``'s job as an azure-ai-ml ``CommandJob``: the template rendered for its
-    circuit, named ``planned.base_name`` and tagged as in ``planned.properties``."""
+    """``planned``'s job as azure-ai-ml loads it (a ``Command``): the template rendered for
+    its circuit, named exactly ``planned.base_name`` and tagged as in ``planned.properties``."""
     _require_sdk()
     from azure.ai.ml import load_job
 
@@ -63,10 +64,20 @@ def sdk_command_job(template: JobTemplate, batch: Batch, planned: PlannedJob) ->
             f"{template.source}: azure-ai-ml cannot load the job for {circuit.key}: "
             + " ".join(str(error).split())
         ) from None
-    job = loaded._to_job() if hasattr(loaded, "_to_job") else loaded
-    job.name = planned.base_name
-    job.tags = dict(planned.properties.get("tags") or {})
-    return job
+    _set_name(loaded, planned.base_name)
+    loaded.tags = dict(planned.properties.get("tags") or {})
+    return loaded
+
+
+def _set_name(job: Any, name: str) -> None:
+    """Name ``job`` exactly ``name``. A ``Command`` node's ``name`` setter lower-cases, and
+    ``jobs.create_or_update`` resolves a Command node's code and environment but refuses a
+    ``CommandJob`` ("Non supported job type", azure-ai-ml 1.35): so the node is kept and
+    its name set past the setter."""
+    if hasattr(job, "_to_job"):
+        job._name = name
+    else:
+        job.name = name
 
 
 class AzureMLSubmitSource:
@@ -130,7 +141,10 @@ class AzureMLSubmitSource:
         template_job = self.jobs.get(base)
         if template_job is None:
             raise InputError(f"{ref.name}: no azure-ai-ml job was prepared for {base}")
-        job = template_job if base == ref.name else _renamed(template_job, ref.name)
+        # Named in place (a Command node cannot be deep-copied): each circuit's node is
+        # submitted once per batch, under whichever attempt name the submitter chose.
+        job = template_job
+        _set_name(job, ref.name)
         async with self._put_lock:
             try:
                 created = await asyncio.to_thread(self.ml_client.jobs.create_or_update, job)
@@ -150,14 +164,6 @@ def snapshot_of(job: Any) -> JobSnapshot:
         studio_url=getattr(job, "studio_url", None),
         created_at=created.isoformat() if hasattr(created, "isoformat") else None,
     )
-
-
-def _renamed(job: Any, name: str) -> Any:
-    from copy import deepcopy
-
-    copy = deepcopy(job)
-    copy.name = name
-    return copy
 
 
 def _service_error(error: BaseException, job: str) -> ServiceError | AuthenticationError:

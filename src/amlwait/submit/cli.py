@@ -65,9 +65,15 @@ from amlwait.options import connection_options
     type=click.Choice(["arm", "azure-ai-ml"]),
     default="arm",
     show_default=True,
-    help="arm: plain ARM PUTs (the local workspace, or Azure with registered code); "
-    "azure-ai-ml: the SDK uploads the code folder and creates the job (pip install "
-    "'amlwait[azure]').",
+    help="arm: plain ARM requests (a local code folder is uploaded and registered as a code "
+    "asset once per batch); azure-ai-ml: the SDK uploads the code and creates each job "
+    "(pip install 'amlwait[azure]').",
+)
+@click.option(
+    "--no-code-upload",
+    is_flag=True,
+    help="Send a local code folder as a file:// URI instead of uploading it as a code asset "
+    "(only the local workspace on this machine reads it; refused for other endpoints).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the jobs that would be created; send nothing.")
 @click.option(

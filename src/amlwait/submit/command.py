@@ -8,7 +8,14 @@ is written atomically, listing the newest attempt of every circuit that has one 
 circuits that failed this time included when an earlier attempt exists.
 
 Exit codes: 0 every circuit has a job · 1 a circuit could not be submitted (run again to
-complete the batch) · 2 bad input · 130 interrupted (circuits not yet started are left).
+complete the batch) · 2 bad input, or the code folder could not be registered (nothing
+was submitted) · 130 interrupted (circuits not yet started are left).
+
+Code: with plain ARM (``--via arm``) every local code folder of the batch is uploaded and
+registered as a code asset once, before the first circuit, and its ARM id becomes each
+job's ``codeId`` (:mod:`~amlwait.submit.code_upload`); ``--no-code-upload`` sends the
+folder as a ``file://`` URI instead, which only the local workspace on this machine reads,
+so it is refused (exit 2, nothing sent) for any endpoint not on loopback.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.manifest import Manifest
 from amlwait.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SUCCEEDED, InputError
 from amlwait.submit.circuits import load_circuits
+from amlwait.submit.code_upload import refuse_local_code, register_batch_code
 from amlwait.submit.plan import DEFAULT_NAME_PATTERN, Batch, plan_batch
 from amlwait.submit.submitter import CircuitResult, Outcome, Submitter
 from amlwait.submit.template import JobTemplate
@@ -124,6 +132,8 @@ def run_submit(**options: Any) -> int:
     planned_lines = _matrix_lines(batch, [job.base_name for job in batch.jobs], variable)
     if dry_run:
         return _dry_run(batch, planned_lines, sys.stdout)
+    if options.get("no_code_upload"):
+        refuse_local_code(batch, options["arm_endpoint"])
     source: Any = None
     if options.get("via") == "azure-ai-ml":
         from amlwait.submit.azure_sdk import AzureMLSubmitSource
@@ -180,9 +190,18 @@ def _submit(
     )
     interrupted: list[bool] = []
 
+    # ARM takes code only as a registered code asset: azure-ai-ml registers its own,
+    # plain ARM gets each local folder registered here, once for the whole batch.
+    register_code = isinstance(source, ArmJobSource) and not options.get("no_code_upload")
+
     async def main() -> list[CircuitResult]:
         async with source:
-            return await submitter.submit(batch)
+            to_submit = batch
+            if register_code:
+                to_submit, registered = await register_batch_code(batch, source)
+                for done in registered:
+                    print(done.describe(), file=out, flush=True)
+            return await submitter.submit(to_submit)
 
     def on_signal() -> None:
         interrupted.append(True)

@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from amlwait.core.clock import Clock
 from amlwait.core.jobs import JobRef, WorkspaceRef, is_valid_job_name
+from amlwait.workspace.assets import code_assets_of
 from amlwait.workspace.backend import Backend, CancelOutcome, ListQuery, ListView
 from amlwait.workspace.document import job_document, parse_put_body
 from amlwait.workspace.errors import ArmError, error_response, format_seconds
@@ -87,7 +88,12 @@ def create_app(
 ) -> ASGIApp:
     """The whole ASGI app: request log, then faults, then the ARM API over ``backend``."""
     api = _ArmApi(backend, settings, throttle, logs)
-    return RequestLogMiddleware(FaultMiddleware(api, plan=faults), log=log, clock=clock)
+    assets = code_assets_of(backend)  # the local workspace's code assets (see .assets)
+    served: ASGIApp = api
+    if assets is not None:
+        api.routes.extend((_route(_WS + path), handlers) for path, handlers in assets.arm_routes())
+        served = assets.blob_app(api)
+    return RequestLogMiddleware(FaultMiddleware(served, plan=faults), log=log, clock=clock)
 
 
 Handler = Callable[[Request, Mapping[str, str]], Awaitable[Response]]

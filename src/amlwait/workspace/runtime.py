@@ -11,7 +11,10 @@ The properties understood (``RUN`` is the job's run directory)::
     "codeId": "file:///ABS/DIR" | "/ABS/DIR"
         copied to RUN/code/ when the job starts (without __pycache__, .git and the
         workspace's own data dir); the command runs there. Without codeId: in RUN.
-        An Azure ML asset ("azureml:...", ".../codes/NAME/versions/V") is refused.
+      | "/subscriptions/.../codes/NAME/versions/V"
+        a code version uploaded to this workspace (:mod:`~.assets`; looked up when
+        planned, an unknown one is refused); its folder is copied the same way.
+        Any other Azure ML asset ("azureml:...") is refused.
     "inputs": {NAME: {"jobInputType": "literal", "value": TEXT}
                    | {"jobInputType": "uri_folder" | "uri_file" | "mltable"
                                       | "custom_model" | "mlflow_model" | "triton_model",
@@ -108,9 +111,10 @@ def run_directory(root: Path, ref: JobRef) -> Path:
 
 
 def plan_run(name: str, properties: Mapping[str, Any], run_dir: Path) -> RunPlan:
-    """The run of job ``name`` in ``run_dir``, or :class:`JobSetupError`. No I/O."""
+    """The run of job ``name`` in ``run_dir``, or :class:`JobSetupError`. No I/O, but for
+    looking up a code version ``codeId`` names."""
     code_id = properties.get("codeId")
-    code_source = None if code_id in (None, "") else _code_folder(code_id)
+    code_source = None if code_id in (None, "") else _code_folder(code_id, run_dir)
 
     values: dict[str, str] = {}
     input_paths: dict[str, tuple[Path, str]] = {}
@@ -210,9 +214,16 @@ def _copy_code(source: Path, destination: Path, keep_out: Path) -> None:
         raise JobSetupError(f"Cannot copy the code folder {source}: {exc}.") from None
 
 
-def _code_folder(code_id: Any) -> Path:
+def _code_folder(code_id: Any, run_dir: Path) -> Path:
     if not isinstance(code_id, str):
         raise JobSetupError("properties.codeId must be a string (a file:// URI of a folder).")
+    from amlwait.workspace import assets  # a code version uploaded to this workspace
+
+    if assets.is_code_version_id(code_id):
+        try:  # run_dir is DATA_DIR/runs/{sub}/{rg}/{ws}/{name} (run_directory)
+            return assets.uploaded_code_folder(code_id, run_dir.parents[4])
+        except assets.CodeAssetError as exc:
+            raise JobSetupError(str(exc)) from None
     if code_id.lower().startswith("azureml:") or _CODE_ASSET.match(code_id):
         raise JobSetupError(
             f"properties.codeId {code_id!r} is an Azure ML code asset, which the local "

@@ -41,11 +41,11 @@ from amlwait.core.clock import Clock, VirtualClock
 from amlwait.core.retry import RetryPolicy
 from amlwait.core.tracker import BatchOutcome
 from amlwait.devops.pipelines.service import service_body, service_headers
+from amlwait.result import WaitResult
 from amlwait.service.app import create_app
 from amlwait.service.devops_client import DevOpsClient
 from amlwait.service.store import open_store
 from amlwait.service.watcher import Watcher, WatcherSettings, _Follow
-from amlwait.waiter import WaitResult
 from bench.scenario import EVENT_DELAY, TAG, ScriptedJob
 from bench.sim import WS
 

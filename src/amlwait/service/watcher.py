@@ -42,10 +42,11 @@ from amlwait.core.retry import RetryPolicy
 from amlwait.core.source import JobSource
 from amlwait.core.tracker import BatchOutcome, JobState
 from amlwait.errors import AmlwaitError
+from amlwait.result import WaitResult
 from amlwait.service.devops_client import DevOpsClient, DevOpsError, feed_line
 from amlwait.service.models import Callback, RunEvent
 from amlwait.service.store import OutboxItem, Store, WaitRecord
-from amlwait.waiter import Waiter, WaitOptions, WaitResult
+from amlwait.waiter import Waiter, WaitOptions
 
 log = logging.getLogger("amlwait.service")
 

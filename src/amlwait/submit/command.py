@@ -103,7 +103,7 @@ def _columns(batch: Batch) -> tuple[int, int]:
 
 
 def run_submit(**options: Any) -> int:
-    from amlwait.commands import check_output_path
+    from amlwait.cli.runtime import check_output_path
 
     workspace = _workspace(options)
     dry_run: bool = options["dry_run"]
@@ -159,7 +159,7 @@ def _submit(
     source: Any = None,
 ) -> int:
     from amlwait.azureml.arm import ArmJobSource
-    from amlwait.commands import run_with_signals, write_json_atomically
+    from amlwait.cli.runtime import run_with_signals, write_json_atomically
 
     width, name_width = _columns(batch)
 

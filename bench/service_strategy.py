@@ -38,13 +38,13 @@ from amlwait.azureml.credentials import StaticToken
 from amlwait.core.clock import Clock, VirtualClock
 from amlwait.core.retry import RetryPolicy
 from amlwait.core.tracker import BatchOutcome
+from amlwait.result import WaitResult
 from amlwait.service.app import create_app
 from amlwait.service.devops_client import DevOpsClient
 from amlwait.service.hooks import WaitFinished
 from amlwait.service.store import open_store
 from amlwait.service.testing import FakeDevOps, callback_headers, wait_body
 from amlwait.service.watcher import Watcher, WatcherSettings
-from amlwait.waiter import WaitResult
 from bench.scenario import EVENT_DELAY, TAG, ScriptedJob
 from bench.sim import WS
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from amlwait.core.clock import VirtualClock
 from amlwait.core.tracker import BatchOutcome, JobRetried
+from amlwait.result import WaitResult
 from amlwait.testing import FakeJobSource
-from amlwait.waiter import WaitOptions, WaitResult, wait_for_jobs
+from amlwait.waiter import WaitOptions, wait_for_jobs
 from tests.helpers import WS, amlwait
 
 

@@ -10,8 +10,10 @@ from amlwait.core.clock import VirtualClock
 from amlwait.core.jobs import WorkspaceRef
 from amlwait.core.policy import PollPolicy
 from amlwait.core.tracker import BatchOutcome, JobFinished, StatusChanged, Warning_
+from amlwait.events import Tick
+from amlwait.result import WaitResult
 from amlwait.testing import FakeJobSource
-from amlwait.waiter import Tick, WaitOptions, WaitResult, wait_for_jobs
+from amlwait.waiter import WaitOptions, wait_for_jobs
 
 H = 3600.0
 

@@ -10,27 +10,43 @@ The public API (imported lazily, so ``amlwait --help`` stays quick)::
         result = await wait_for_jobs(manifest, source=source)
     print(result.outcome)   # succeeded | failed | timed_out | interrupted
 
-``wait_for_jobs_sync`` does the same without an event loop; ``amlwait.testing`` holds
-:class:`~amlwait.testing.FakeJobSource` for your own tests.
+``wait_for_jobs_sync`` does the same without an event loop. A ``listener`` hears each
+:data:`WaitEvent` (:class:`WaitStarted`, :class:`StatusChanged`, :class:`JobFinished`,
+:class:`JobMissing`, :class:`JobRetried`, :class:`Warning_`, :class:`Tick`,
+:class:`CancelSent`). :mod:`amlwait.testing` holds :class:`~amlwait.testing.FakeJobSource`
+for your own tests.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("amlwait")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "wait_for_jobs": "amlwait.waiter",
     "wait_for_jobs_sync": "amlwait.waiter",
     "Waiter": "amlwait.waiter",
     "WaitOptions": "amlwait.waiter",
-    "WaitResult": "amlwait.waiter",
+    "WaitResult": "amlwait.result",
+    "WaitEvent": "amlwait.events",
+    "Listener": "amlwait.events",
+    "WaitStarted": "amlwait.events",
+    "StatusChanged": "amlwait.events",
+    "JobFinished": "amlwait.events",
+    "JobMissing": "amlwait.events",
+    "JobRetried": "amlwait.events",
+    "Warning_": "amlwait.events",
+    "Tick": "amlwait.events",
+    "CancelSent": "amlwait.events",
     "PollPolicy": "amlwait.core.policy",
     "RequestBudget": "amlwait.core.budget",
     "RetryPolicy": "amlwait.core.retry",
-    "Deadline": "amlwait.core.deadline",
     "JobStatus": "amlwait.core.status",
     "Outcome": "amlwait.core.status",
     "BatchOutcome": "amlwait.core.tracker",
@@ -55,12 +71,16 @@ __all__ = [
     "ArmJobSource",
     "AuthenticationError",
     "BatchOutcome",
-    "Deadline",
+    "CancelSent",
     "InputError",
+    "JobFinished",
+    "JobMissing",
     "JobRef",
+    "JobRetried",
     "JobSnapshot",
     "JobSource",
     "JobStatus",
+    "Listener",
     "Manifest",
     "ManifestError",
     "Outcome",
@@ -68,23 +88,29 @@ __all__ = [
     "RequestBudget",
     "RetryPolicy",
     "ServiceError",
+    "StatusChanged",
     "SystemClock",
+    "Tick",
     "VirtualClock",
+    "WaitEvent",
     "WaitOptions",
     "WaitResult",
+    "WaitStarted",
     "Waiter",
+    "Warning_",
     "WorkspaceRef",
     "__version__",
     "load_manifest",
+    "testing",
     "wait_for_jobs",
     "wait_for_jobs_sync",
 ]
 
 if TYPE_CHECKING:
+    from amlwait import testing
     from amlwait.azureml.arm import ArmJobSource
     from amlwait.core.budget import RequestBudget
     from amlwait.core.clock import SystemClock, VirtualClock
-    from amlwait.core.deadline import Deadline
     from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
     from amlwait.core.manifest import Manifest
     from amlwait.core.policy import PollPolicy
@@ -99,11 +125,26 @@ if TYPE_CHECKING:
         ManifestError,
         ServiceError,
     )
+    from amlwait.events import (
+        CancelSent,
+        JobFinished,
+        JobMissing,
+        JobRetried,
+        Listener,
+        StatusChanged,
+        Tick,
+        WaitEvent,
+        WaitStarted,
+        Warning_,
+    )
     from amlwait.manifest_io import load_manifest
-    from amlwait.waiter import Waiter, WaitOptions, WaitResult, wait_for_jobs, wait_for_jobs_sync
+    from amlwait.result import WaitResult
+    from amlwait.waiter import Waiter, WaitOptions, wait_for_jobs, wait_for_jobs_sync
 
 
 def __getattr__(name: str) -> Any:
+    if name == "testing":
+        return importlib.import_module("amlwait.testing")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'amlwait' has no attribute {name!r}")

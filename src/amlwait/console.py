@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 from amlwait.core.duration import format_duration
 from amlwait.core.status import Outcome
-from amlwait.core.tracker import (
+from amlwait.core.tracker import JobState
+from amlwait.events import (
+    CancelSent,
     JobFinished,
     JobMissing,
     JobRetried,
-    JobState,
     StatusChanged,
+    Tick,
+    WaitEvent,
+    WaitStarted,
     Warning_,
 )
-from amlwait.waiter import CancelSent, Tick, WaitResult, WaitStarted
+from amlwait.result import WaitResult, run_time, sort_for_report
 
 HEARTBEAT_SECONDS = 300.0
 
@@ -34,39 +37,6 @@ def _utc(moment: float) -> str:
         return "never"
     stamp = dt.datetime.fromtimestamp(moment, tz=dt.timezone.utc)
     return stamp.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _parse_iso(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def run_time(job: JobState) -> float | None:
-    """How long the job took, as far as we know: from its creation (or from when the
-    waiter first saw it) to when the waiter saw it end."""
-    end = job.finished_at
-    start = _parse_iso(job.created_at) or job.first_seen
-    if end is None or start is None:
-        return None
-    return max(0.0, end - start)
-
-
-def sort_for_report(jobs: Sequence[JobState]) -> list[JobState]:
-    """Failed and unfinished jobs first, then the slowest."""
-
-    def key(job: JobState) -> tuple[int, float, str]:
-        rank = (
-            0
-            if job.outcome is not None and job.outcome.is_bad
-            else (1 if job.outcome in (None, Outcome.UNFINISHED) else 2)
-        )
-        return (rank, -(run_time(job) or 0.0), job.name)
-
-    return sorted(jobs, key=key)
 
 
 def describe_counts(counts: Counter[str] | dict[str, int]) -> str:
@@ -110,7 +80,7 @@ class PlainReporter:
         if at is not None:
             self._last_line_at = at
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: WaitEvent) -> None:
         if isinstance(event, WaitStarted):
             where = ", ".join(str(w) for w in event.workspaces)
             how = f" (listed by tag {event.tag})" if event.tag else ""
@@ -173,7 +143,7 @@ class LiveReporter:
         self.messages: list[str] = []
         self._plain = PlainReporter(out)
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: WaitEvent) -> None:
         if isinstance(event, WaitStarted):
             self.jobs = list(event.jobs)
             self.started_at, self.deadline, self.now = event.at, event.deadline, event.at

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,12 +17,15 @@ from typing import Any
 from amlwait.core.attempts import attempt_name, split_attempt
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.deadline import Deadline
-from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.jobs import JobRef
 from amlwait.core.manifest import Manifest
 from amlwait.core.policy import PollPolicy
+from amlwait.core.schedule import GetJob, ListingSchedule, ListJobs
 from amlwait.core.source import JobResubmitter, JobSource
 from amlwait.core.status import TERMINAL, JobStatus, Outcome
-from amlwait.core.tracker import BatchOutcome, BatchTracker, Event, JobState
+from amlwait.core.tracker import BatchTracker, JobState
+from amlwait.events import CancelSent, Listener, Tick, WaitEvent, WaitStarted
+from amlwait.result import WaitResult
 from amlwait.throttle import DeadlineReached, read_deadline
 
 DEFAULT_TIMEOUT = 48 * 3600.0
@@ -45,89 +47,6 @@ class WaitOptions:
     cancel_on_interrupt: bool = False
     concurrency: int = 16
     retries: int = 0  # resubmit a Failed job up to this many times (never a Canceled one)
-
-
-# -- engine events (besides the tracker's) -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WaitStarted:
-    jobs: Sequence[JobState]
-    workspaces: Sequence[WorkspaceRef]
-    deadline: float
-    at: float
-    tag: str | None
-
-
-@dataclass(frozen=True)
-class Tick:
-    """The engine woke and read; ``counts`` are jobs per outcome or status."""
-
-    at: float
-    counts: dict[str, int]
-    remaining: float
-    finished: int
-    total: int
-
-
-@dataclass(frozen=True)
-class CancelSent:
-    job: JobState
-    at: float
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class WaitResult:
-    outcome: BatchOutcome
-    jobs: Sequence[JobState]
-    requests: int
-    started_at: float
-    ended_at: float
-    deadline: float
-    canceled: Sequence[str] = ()
-    tag: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The machine-readable result of ``amlwait wait --json``."""
-        return {
-            "outcome": self.outcome.value,
-            "jobs": [
-                {
-                    "name": job.name,
-                    "workspace": job.ref.workspace.workspace,
-                    "resource_group": job.ref.workspace.resource_group,
-                    "subscription": job.ref.workspace.subscription,
-                    "status": job.status,
-                    "outcome": job.outcome.value if job.outcome else "unfinished",
-                    "reason": job.reason,
-                    "studio_url": job.link,
-                    "first_seen": _iso(job.first_seen),
-                    "finished_at": _iso(job.finished_at),
-                    "history": [{"status": s, "at": _iso(at)} for at, s in job.history],
-                    "attempt": job.attempt,
-                    "retry_of": job.retry_of.name if job.retry_of else None,
-                    "retried_as": job.retried_as.name if job.retried_as else None,
-                }
-                for job in self.jobs
-            ],
-            "requests": self.requests,
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
-            "canceled": list(self.canceled),
-        }
-
-
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    import datetime as _dt
-
-    stamp = _dt.datetime.fromtimestamp(moment, tz=_dt.timezone.utc)
-    return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-Listener = Callable[[Any], None]
 
 
 class Waiter:
@@ -156,22 +75,18 @@ class Waiter:
         self._stop = asyncio.Event()
         self._last_tick_at = -math.inf
         self._last_tick_finished = -1
-        # Per workspace of a tagged batch: the last listing's interval, when the next is
-        # due, and how many of our jobs it held.
-        self._list_intervals: dict[WorkspaceRef, float] = {}
-        self._next_listing: dict[WorkspaceRef, float] = {}
-        self._listed: dict[WorkspaceRef, int] = {}
-        self._names_cache: dict[WorkspaceRef, tuple[int, dict[str, JobState]]] = {}
-        self._absent_from_listing: set[JobRef] = set()
+        self.schedule = ListingSchedule(
+            self.options.policy, tag=tag, concurrency=self.options.concurrency
+        )
 
     def stop(self) -> None:
         """Interrupt the wait (SIGINT/SIGTERM): it ends with outcome ``interrupted``."""
         self._stop.set()
 
-    def _emit(self, event: Any) -> None:
+    def _emit(self, event: WaitEvent) -> None:
         self.listener(event)
 
-    def _emit_all(self, events: Iterable[Event]) -> None:
+    def _emit_all(self, events: Iterable[WaitEvent]) -> None:
         for event in events:
             self._emit(event)
 
@@ -259,73 +174,35 @@ class Waiter:
         if now >= limit:
             raise DeadlineReached
         read_deadline.set(limit)
-        by_workspace: dict[WorkspaceRef, list[JobState]] = defaultdict(list)
-        for job in due:
-            by_workspace[job.ref.workspace].append(job)
         work: list[Awaitable[None]] = []
-        for workspace, jobs in by_workspace.items():
-            listable = [job for job in jobs if job.ref not in self._absent_from_listing]
-            if self.tag is None or not listable:
-                work.extend(self._read_one(job.ref) for job in jobs)
-            elif self._only_woken(workspace, listable, now):
-                # An event pointed at these jobs: read them alone, and let the batch keep
-                # its listing schedule.
-                due_at = self._next_listing[workspace]
-                work.extend(self._read_one(job.ref, batch_due=due_at) for job in jobs)
+        for read in self.schedule.plan(due, now, self.tracker.woken):
+            if isinstance(read, ListJobs):
+                work.append(self._read_by_listing(read))
             else:
-                work.append(self._read_by_listing(workspace, jobs))
+                work.append(self._read_one(read))
         await _gather_bounded(work, self.options.concurrency)
-
-    def _names(self, workspace: WorkspaceRef) -> dict[str, JobState]:
-        """Our jobs in ``workspace`` by name (rebuilt when a retry adds an attempt)."""
-        count, names = self._names_cache.get(workspace, (-1, {}))
-        if count != len(self.tracker.jobs):
-            jobs = self.tracker.jobs.values()
-            names = {job.name: job for job in jobs if job.ref.workspace == workspace}
-            self._names_cache[workspace] = (len(self.tracker.jobs), names)
-        return names
-
-    def _only_woken(self, workspace: WorkspaceRef, due: list[JobState], now: float) -> bool:
-        """Whether the due jobs are few, all woken by an event, before the batch's next
-        listing: then GETs are cheaper than listing the whole batch."""
-        if self._next_listing.get(workspace, -math.inf) <= now:
-            return False
-        few = max(self.options.concurrency, self._listed.get(workspace, 0) // 100)
-        return len(due) <= few and all(job.ref in self.tracker.woken for job in due)
 
     def use_policy(self, policy: PollPolicy) -> None:
         """Poll by ``policy`` from the next read on (the service slows its safety-net
         polling down once Event Grid events arrive for a wait)."""
         self.options = replace(self.options, policy=policy)
         self.tracker.policy = policy
+        self.schedule.policy = policy
 
-    async def _read_one(self, ref: JobRef, *, batch_due: float | None = None) -> None:
-        snapshot = await self.source.get_job(ref)
-        self._emit_all(self.tracker.observe(ref, snapshot, self.clock.now(), batch_due=batch_due))
-
-    async def _read_by_listing(self, workspace: WorkspaceRef, due: list[JobState]) -> None:
-        assert self.tag is not None
-        listing = await self.source.list_jobs_by_tag(workspace, self.tag)
+    async def _read_one(self, read: GetJob) -> None:
+        snapshot = await self.source.get_job(read.ref)
         now = self.clock.now()
-        names = self._names(workspace)
-        listed = [(names[s.name], s) for s in listing if s.name in names]
-        # Finished jobs stay in the listing; only the others are looked at (by name, which
-        # keeps 10,000 jobs a page cheap).
-        ours = [(job, snapshot) for job, snapshot in listed if not job.finished]
-        # The batch backs off as a whole: listed again soon when any job in it changed.
-        changed = any(job.status != snapshot.status for job, snapshot in ours)
-        interval = self.options.policy.next_interval(self._list_intervals.get(workspace), changed)
-        self._list_intervals[workspace] = interval
-        self._next_listing[workspace] = due_at = now + interval
-        self._listed[workspace] = len(listed)
-        seen = {job.ref for job, _ in listed}
-        for job, snapshot in ours:
-            self._absent_from_listing.discard(job.ref)
-            self._emit_all(self.tracker.observe(job.ref, snapshot, now, batch_due=due_at))
-        # A job the listing lacks (not tagged, or not created yet) is read by GET.
-        missing = [job.ref for job in due if job.ref not in seen]
-        self._absent_from_listing.update(missing)
-        await _gather_bounded([self._read_one(ref) for ref in missing], self.options.concurrency)
+        self._emit_all(self.tracker.observe(read.ref, snapshot, now, batch_due=read.batch_due))
+
+    async def _read_by_listing(self, read: ListJobs) -> None:
+        assert self.tag is not None
+        listing = await self.source.list_jobs_by_tag(read.workspace, self.tag)
+        now = self.clock.now()
+        seen = self.schedule.take_listing(read, listing, self.tracker.jobs, now)
+        for job, snapshot in seen.observed:
+            self._emit_all(self.tracker.observe(job.ref, snapshot, now, batch_due=seen.batch_due))
+        reads = [self._read_one(GetJob(ref)) for ref in seen.missing]
+        await _gather_bounded(reads, self.options.concurrency)
 
     # -- retrying -----------------------------------------------------------------------
 

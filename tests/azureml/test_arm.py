@@ -19,7 +19,8 @@ from amlwait.core.policy import PollPolicy
 from amlwait.core.retry import RetryPolicy
 from amlwait.core.tracker import BatchOutcome
 from amlwait.errors import AuthenticationError, InputError, ServiceError
-from amlwait.waiter import WaitOptions, WaitResult, wait_for_jobs
+from amlwait.result import WaitResult
+from amlwait.waiter import WaitOptions, wait_for_jobs
 from amlwait.workspace import ScriptedWorkspace
 
 WS = WorkspaceRef("sub-1", "rg-1", "ws-1")

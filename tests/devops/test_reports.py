@@ -20,7 +20,6 @@ import pytest
 from junitparser import Error, Failure, JUnitXml
 from PIL import Image, ImageChops
 
-from amlwait.console import run_time
 from amlwait.core.clock import VirtualClock
 from amlwait.core.jobs import WorkspaceRef
 from amlwait.core.policy import PollPolicy
@@ -35,8 +34,9 @@ from amlwait.devops.html import (
 )
 from amlwait.devops.junit import render_junit
 from amlwait.devops.summary import FULL_TABLE_LIMIT, KEPT_OTHERS, render_summary
+from amlwait.result import WaitResult, run_time
 from amlwait.testing import FakeJobSource
-from amlwait.waiter import WaitOptions, WaitResult, wait_for_jobs
+from amlwait.waiter import WaitOptions, wait_for_jobs
 
 H = 3600.0
 SVG = "{http://www.w3.org/2000/svg}"

@@ -92,10 +92,7 @@ class Run:
 def run_submit(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
     """``amlwait submit ARGS`` in this process, through amlwait's own error handling."""
     import amlwait.cli as main_cli
-    from amlwait.submit.cli import submit
 
-    if "submit" not in main_cli.cli.commands:
-        main_cli.cli.add_command(submit)  # until amlwait.cli attaches it itself
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
         main_cli.main(["submit", *args])

@@ -25,7 +25,7 @@ SVG drawn here. It holds:
   6 px and then (above 400 jobs) 4 px rows without labels — each row still has a
   tooltip (``<title>``) with its name, status, outcome and duration;
 - the per-job table of the summary, for every job, in
-  :func:`amlwait.console.sort_for_report` order.
+  :func:`amlwait.result.sort_for_report` order.
 
 All text is HTML-escaped and stripped of control characters; links are only made for
 ``http(s)`` URLs.
@@ -41,7 +41,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from amlwait.console import run_time, sort_for_report
 from amlwait.core.duration import format_duration
 from amlwait.core.status import JobStatus, Outcome
 from amlwait.core.tracker import JobState
@@ -52,7 +51,7 @@ from amlwait.devops.summary import (
     outcome_of,
     wait_facts,
 )
-from amlwait.waiter import WaitResult
+from amlwait.result import WaitResult, run_time, sort_for_report
 
 QUEUED_STATUSES: frozenset[str] = frozenset(
     s.value

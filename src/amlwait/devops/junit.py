@@ -17,7 +17,7 @@ Semantics:
   its grace) is a ``<failure>`` whose ``type`` is the last status seen (``NotFound`` when
   never seen); a job still going when the wait ended is an ``<error>``. A Failed attempt
   that ``--retries`` replaced by a newer one is ``<skipped>`` (its message names the retry).
-- A case's ``time`` is :func:`amlwait.console.run_time` in seconds (from the job's creation,
+- A case's ``time`` is :func:`amlwait.result.run_time` in seconds (from the job's creation,
   or from when the waiter first saw it, to when the waiter saw it end); ``0`` when unknown
   (never seen, or not ended).
 - Suites are grouped by workspace and named by the workspace name (``RG/WS``, then the full
@@ -43,11 +43,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from amlwait.console import run_time
 from amlwait.core.jobs import WorkspaceRef
 from amlwait.core.status import Outcome
 from amlwait.core.tracker import JobState
-from amlwait.waiter import WaitResult
+from amlwait.result import WaitResult, run_time
 
 # Everything outside XML 1.0's Char production.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

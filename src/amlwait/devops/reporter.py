@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TextIO
 
 from amlwait.core.duration import format_duration
 from amlwait.core.status import Outcome
-from amlwait.core.tracker import JobFinished, JobRetried, Warning_
 from amlwait.devops import vso
-from amlwait.waiter import Tick, WaitResult, WaitStarted
+from amlwait.events import JobFinished, JobRetried, Tick, WaitEvent, WaitStarted, Warning_
+from amlwait.result import WaitResult
 
 HOSTED_FREE_MINUTES = 60
 HOSTED_PAID_MINUTES = 360
@@ -73,7 +73,7 @@ class AzureDevOpsReporter:
     def emit(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: WaitEvent) -> None:
         if isinstance(event, WaitStarted):
             self._started(event)
         elif isinstance(event, Tick):

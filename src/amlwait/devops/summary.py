@@ -9,8 +9,8 @@ Layout, top to bottom:
 2. Jobs per outcome (succeeded, failed, canceled, not found, unfinished; zeros left out).
 3. The wait: start, deadline, elapsed time, requests sent, jobs cancelled by amlwait.
 4. One table row per job — job, (workspace, when the wait spans several), final status,
-   outcome, duration (:func:`amlwait.console.run_time`), reason, Studio link — in
-   :func:`amlwait.console.sort_for_report` order: jobs that ended badly, then unfinished
+   outcome, duration (:func:`amlwait.result.run_time`), reason, Studio link — in
+   :func:`amlwait.result.sort_for_report` order: jobs that ended badly, then unfinished
    ones, then the slowest first.
 
 Above :data:`FULL_TABLE_LIMIT` jobs the table keeps every job that ended badly plus the
@@ -31,10 +31,9 @@ import re
 from collections import Counter
 from urllib.parse import quote
 
-from amlwait.console import run_time, sort_for_report
 from amlwait.core.duration import format_duration
 from amlwait.core.tracker import BatchOutcome, JobState
-from amlwait.waiter import WaitResult
+from amlwait.result import WaitResult, run_time, sort_for_report
 
 FULL_TABLE_LIMIT = 500
 KEPT_OTHERS = 200

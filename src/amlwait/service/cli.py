@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from amlwait.options import DURATION
+from amlwait.cli.options import DURATION
 
 SERVICE_KEY_ENV = "AMLWAIT_SERVICE_KEY"
 EVENTGRID_KEY_ENV = "AMLWAIT_EVENTGRID_KEY"
@@ -134,8 +134,7 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
     import uvicorn
 
     from amlwait.azureml.arm import DEFAULT_ENDPOINT, ArmJobSource
-    from amlwait.core.budget import RequestBudget
-    from amlwait.core.policy import PollPolicy
+    from amlwait.cli.options import polling_from_flags
     from amlwait.core.retry import RetryPolicy
     from amlwait.errors import AmlwaitError
     from amlwait.service.app import create_app
@@ -144,16 +143,9 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
     from amlwait.service.watcher import Watcher, WatcherSettings
 
     try:
-        policy = PollPolicy(
-            poll_interval=options["poll_interval"],
-            max_poll_interval=options["max_poll_interval"],
-            not_found_grace=options["not_found_grace"],
-            suspect_grace=options["not_responding_grace"],
-        )
+        policy, budget = polling_from_flags(options)
         if options["event_poll_interval"] <= 0:
             raise ValueError("the event poll interval must be positive")
-        rate = float(options["max_requests_per_second"])
-        budget = RequestBudget(rate=rate, burst=max(1.0, 2 * rate))
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     lease = float(options["lease"])

@@ -31,13 +31,14 @@ from amlwait.core.policy import PollPolicy
 from amlwait.core.source import JobSource
 from amlwait.core.tracker import BatchOutcome, JobState
 from amlwait.errors import AmlwaitError
+from amlwait.result import WaitResult
 from amlwait.service.devops_client import feed_line
 from amlwait.service.hooks import WaitFinished, WaitHook
 from amlwait.service.outbox import CompletedMessage, FeedMessage, LogMessage, Message
 from amlwait.service.settings import WatcherSettings
 from amlwait.service.store import Store, WaitRecord
 from amlwait.service.wakeable_clock import WakeableClock
-from amlwait.waiter import Waiter, WaitOptions, WaitResult
+from amlwait.waiter import Waiter, WaitOptions
 
 log = logging.getLogger("amlwait.service")
 

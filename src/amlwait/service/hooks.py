@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from amlwait.core.tracker import BatchOutcome
-from amlwait.waiter import WaitResult
+from amlwait.result import WaitResult
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``amlwait submit``: the click shell around :mod:`amlwait.submit.command`.
 
 Attach it with ``cli.add_command(submit)`` after ``connection_options`` is defined in
-:mod:`amlwait.options`.
+:mod:`amlwait.cli.options`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from amlwait.options import connection_options
+from amlwait.cli.options import connection_options
 
 
 @click.command()

@@ -111,7 +111,7 @@ def _columns(batch: Batch) -> tuple[int, int]:
 
 
 def run_submit(**options: Any) -> int:
-    from amlwait.commands import check_output_path
+    from amlwait.cli.runtime import check_output_path
 
     workspace = _workspace(options)
     dry_run: bool = options["dry_run"]
@@ -168,8 +168,29 @@ def _submit(
     *,
     source: Any = None,
 ) -> int:
+    from amlwait.cli.runtime import write_json_atomically
+
+    results, interrupted = _run_submitter(batch, options, out, source)
+    existing = [r.name for r in results if r.name is not None]
+    manifest = Manifest(
+        jobs=tuple(JobRef(batch.workspace, name) for name in existing),
+        tag=batch.tag,
+        source=str(output),
+    )
+    assert output is not None
+    write_json_atomically(output, manifest.to_document())
+    for line in _matrix_lines(batch, existing, variable):
+        print(line, file=out)
+    return _say_what_was_submitted(batch, results, output, len(existing), interrupted, out)
+
+
+def _run_submitter(
+    batch: Batch, options: dict[str, Any], out: TextIO, source: Any
+) -> tuple[list[CircuitResult], bool]:
+    """Submit the batch, a line per circuit as it is done; SIGINT/SIGTERM stop it (the
+    circuits done so far still count). Returns the results and whether it was stopped."""
     from amlwait.azureml.arm import ArmJobSource
-    from amlwait.commands import run_with_signals, write_json_atomically
+    from amlwait.cli.runtime import run_with_signals
 
     width, name_width = _columns(batch)
 
@@ -208,21 +229,22 @@ def _submit(
         submitter.stop()
 
     results = run_with_signals(main, on_signal)
-    existing = [r.name for r in results if r.name is not None]
-    manifest = Manifest(
-        jobs=tuple(JobRef(batch.workspace, name) for name in existing),
-        tag=batch.tag,
-        source=str(output),
-    )
-    assert output is not None
-    write_json_atomically(output, manifest.to_document())
-    for line in _matrix_lines(batch, existing, variable):
-        print(line, file=out)
+    return results, bool(interrupted)
+
+
+def _say_what_was_submitted(
+    batch: Batch,
+    results: list[CircuitResult],
+    output: Path,
+    listed: int,
+    interrupted: bool,
+    out: TextIO,
+) -> int:
     counts = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
     print(
         f"{len(results)} circuits: {counts[Outcome.SUBMITTED]} submitted, "
         f"{counts[Outcome.EXISTS]} already existed, {counts[Outcome.RESUBMITTED]} resubmitted, "
-        f"{counts[Outcome.FAILED]} failed; {output} lists {len(existing)} jobs "
+        f"{counts[Outcome.FAILED]} failed; {output} lists {listed} jobs "
         f"(tag {batch.tag})",
         file=out,
         flush=True,

@@ -10,12 +10,14 @@ Heavy imports (pydantic, httpx, Rich, azure-identity) happen inside the commands
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
 from amlwait import __version__
+from amlwait.cli.options import DURATION, connection_options
 from amlwait.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -24,10 +26,37 @@ from amlwait.errors import (
     EXIT_TIMED_OUT,
     AmlwaitError,
 )
-from amlwait.options import DURATION, connection_options
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _CommandLine(click.Group):
+    """The ``amlwait`` group. The commands of the adapter packages are imported when
+    first looked up: they import this package's option types, so attaching them at import
+    time would make importing either side first a cycle."""
+
+    ELSEWHERE: ClassVar[dict[str, tuple[str, str]]] = {
+        "logs": ("amlwait.workspace.cli", "logs"),
+        "matrix": ("amlwait.devops.cli", "matrix"),
+        "render": ("amlwait.devops.cli", "render"),
+        "serve": ("amlwait.service.cli", "serve"),
+        "submit": ("amlwait.submit.cli", "submit"),
+        "workspace": ("amlwait.workspace.cli", "workspace"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.ELSEWHERE:
+            module, attribute = self.ELSEWHERE[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_CommandLine,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="amlwait")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.pass_context
@@ -138,7 +167,7 @@ def wait(manifest: str, **options: Any) -> int:
     NotResponding past its grace · 2 bad input or credentials · 3 deadline reached with
     jobs unfinished · 130 interrupted (jobs are not cancelled unless asked).
     """
-    from amlwait.commands import run_wait
+    from amlwait.cli.wait import run_wait
 
     return run_wait(manifest, **options)
 
@@ -148,7 +177,7 @@ def wait(manifest: str, **options: Any) -> int:
 @connection_options
 def cancel(manifest: str, **options: Any) -> int:
     """Cancel every unfinished job of the batch in MANIFEST and say what was cancelled."""
-    from amlwait.commands import run_cancel
+    from amlwait.cli.cancel import run_cancel
 
     return run_cancel(manifest, **options)
 
@@ -176,29 +205,10 @@ def cancel(manifest: str, **options: Any) -> int:
 )
 def demo(fail: tuple[str, ...], output: str, retries: int) -> int:
     """Run the pipeline offline: a local workspace, amlwait submit of examples/, amlwait wait."""
-    from amlwait.demo import run_demo
+    from amlwait.cli.demo import run_demo
 
     code: int = run_demo(fail=fail, output=output, retries=retries)
     return code
-
-
-def _attach_workspace_group() -> None:
-    from amlwait.workspace.cli import logs, workspace
-
-    cli.add_command(workspace)
-    cli.add_command(logs)
-
-
-_attach_workspace_group()
-
-from amlwait.devops.cli import matrix, render  # noqa: E402
-from amlwait.service.cli import serve  # noqa: E402
-from amlwait.submit.cli import submit  # noqa: E402
-
-cli.add_command(render)
-cli.add_command(matrix)
-cli.add_command(submit)
-cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

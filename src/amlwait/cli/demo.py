@@ -31,8 +31,8 @@ DEMO_WORKSPACE = "local"
 
 def examples_folder() -> Path:
     """``examples/`` of a source checkout, or the copy shipped inside the package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "examples", here.parents[1] / "examples"):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "examples", package.parents[1] / "examples"):
         if (candidate / "circuits.yaml").is_file():
             return candidate
     raise FileNotFoundError("the demo's examples/ folder is missing from this installation")
@@ -112,7 +112,7 @@ def _show_failed_logs(workspace: Any, result_path: Path) -> None:
 
 
 def run_demo(*, fail: Sequence[str], output: str, retries: int = 0) -> int:
-    from amlwait.commands import run_wait
+    from amlwait.cli.wait import run_wait
     from amlwait.submit.command import run_submit
     from amlwait.workspace import LocalWorkspace
 

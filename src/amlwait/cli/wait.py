@@ -1,0 +1,207 @@
+"""What ``amlwait wait`` does behind the click layer: check the report paths, build the
+wait from the flags, run it with SIGINT/SIGTERM stopping it, then report and exit.
+
+Exit codes: :data:`EXIT_CODES` maps the batch outcome to the process's exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amlwait.cli.options import arm_source_from_flags, manifest_from_flags, polling_from_flags
+from amlwait.cli.runtime import (
+    check_output_path,
+    run_with_signals,
+    write_json_atomically,
+    write_text_atomically,
+)
+from amlwait.console import LiveReporter, PlainReporter
+from amlwait.core.budget import RequestBudget
+from amlwait.core.jobs import JobRef
+from amlwait.core.manifest import Manifest
+from amlwait.core.tracker import BatchOutcome
+from amlwait.devops.reporter import AzureDevOpsReporter, in_pipeline
+from amlwait.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_SUCCEEDED,
+    EXIT_TIMED_OUT,
+    InputError,
+)
+from amlwait.events import WaitEvent
+from amlwait.result import WaitResult
+from amlwait.waiter import Waiter, WaitOptions
+
+EXIT_CODES = {
+    BatchOutcome.SUCCEEDED: EXIT_SUCCEEDED,
+    BatchOutcome.FAILED: EXIT_FAILED,
+    BatchOutcome.TIMED_OUT: EXIT_TIMED_OUT,
+    BatchOutcome.INTERRUPTED: EXIT_INTERRUPTED,
+}
+
+REPORT_KINDS = ("json", "junit", "summary", "html")
+
+
+def write_reports(result: WaitResult, paths: dict[str, Path | None]) -> None:
+    """The report files asked for; each written whole or not at all."""
+    json_path = paths.get("json")
+    if json_path is not None:
+        write_json_atomically(json_path, result.to_json())
+    renderers: dict[str, Callable[[WaitResult], str]] = {}
+    if paths.get("junit") is not None:
+        from amlwait.devops.junit import render_junit
+
+        renderers["junit"] = render_junit
+    if paths.get("summary") is not None:
+        from amlwait.devops.summary import render_summary
+
+        renderers["summary"] = render_summary
+    if paths.get("html") is not None:
+        from amlwait.devops.html import render_html
+
+        renderers["html"] = render_html
+    for kind, render in renderers.items():
+        path = paths[kind]
+        assert path is not None
+        write_text_atomically(path, render(result))
+
+
+def _wait_options(options: dict[str, Any]) -> tuple[WaitOptions, RequestBudget]:
+    try:
+        policy, budget = polling_from_flags(options)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    wait_options = WaitOptions(
+        timeout=options["timeout"],
+        policy=policy,
+        fail_fast=options["fail_fast"],
+        cancel_remaining=options["cancel_remaining"],
+        cancel_on_interrupt=options["cancel_on_interrupt"],
+        retries=options.get("retries", 0),
+    )
+    return wait_options, budget
+
+
+def _manifest_updater(manifest: Manifest, path: Path | None) -> Callable[[list[JobRef]], None]:
+    """With ``--update-manifest``: after each retry, rewrite that file to name the newest
+    attempts (atomically)."""
+
+    def on_retry(current: list[JobRef]) -> None:
+        if path is not None:
+            renamed = Manifest(jobs=tuple(current), tag=manifest.tag, source=str(path))
+            write_json_atomically(path, renamed.to_document())
+
+    return on_retry
+
+
+@dataclass
+class _Audience:
+    """Who hears the wait: a person (live table on a terminal, plain lines otherwise) and,
+    in a pipeline, the agent (logging commands)."""
+
+    person: PlainReporter | LiveReporter
+    pipeline: AzureDevOpsReporter | None
+
+    @classmethod
+    def for_flags(cls, options: dict[str, Any]) -> _Audience:
+        devops = options.get("azure_devops")
+        if devops is None:
+            devops = in_pipeline()
+        live = sys.stdout.isatty() and not devops
+        person = LiveReporter(sys.stdout) if live else PlainReporter(sys.stdout)
+        return cls(person, AzureDevOpsReporter(sys.stdout) if devops else None)
+
+    def __call__(self, event: WaitEvent) -> None:
+        if self.pipeline is not None:
+            self.pipeline(event)
+        self.person(event)
+
+    def finish(self, result: WaitResult, paths: dict[str, Path | None]) -> None:
+        self.person.finish(result)
+        write_reports(result, paths)
+        if self.pipeline is not None:
+            summary = paths["summary"]
+            self.pipeline.finish(result, str(summary) if summary is not None else None)
+
+
+def _report_paths(options: dict[str, Any]) -> dict[str, Path | None]:
+    return {
+        kind: check_output_path(f"--{kind}", options.get(f"{kind}_path")) for kind in REPORT_KINDS
+    }
+
+
+def _pipeline_summary(paths: dict[str, Path | None]) -> None:
+    """The run's summary tab is the point of a pipeline run: always have one."""
+    if paths["summary"] is None:
+        folder = os.environ.get("AGENT_TEMPDIRECTORY") or tempfile.gettempdir()
+        paths["summary"] = Path(folder) / f"amlwait-summary-{os.getpid()}.md"
+
+
+def _run_waiter(
+    manifest: Manifest,
+    options: dict[str, Any],
+    wait_options: WaitOptions,
+    budget: RequestBudget,
+    audience: _Audience,
+    on_retry: Callable[[list[JobRef]], None],
+) -> WaitResult:
+    """The wait itself, in an event loop; SIGINT/SIGTERM stop it (it still ends in a
+    result)."""
+    holder: dict[str, Waiter] = {}
+
+    async def main() -> WaitResult:
+        async with arm_source_from_flags(options, budget) as source:
+            waiter = Waiter(
+                manifest.jobs,
+                source,
+                options=wait_options,
+                tag=manifest.tag,
+                listener=audience,
+                on_retry=on_retry,
+            )
+            holder["waiter"] = waiter
+            return await waiter.run()
+
+    def on_signal() -> None:
+        if "waiter" in holder:
+            holder["waiter"].stop()
+
+    return run_with_signals(main, on_signal)
+
+
+def _say_how_it_ended(result: WaitResult) -> None:
+    unfinished = [job for job in result.jobs if not job.finished]
+    if result.outcome is BatchOutcome.INTERRUPTED:
+        if result.canceled:
+            print(f"interrupted: cancelled {len(result.canceled)} unfinished jobs", flush=True)
+        else:
+            print(
+                f"interrupted: {len(unfinished)} unfinished jobs were NOT cancelled "
+                "(--cancel-on-interrupt would cancel them)",
+                flush=True,
+            )
+    elif result.outcome is BatchOutcome.TIMED_OUT:
+        print(f"deadline reached with {len(unfinished)} jobs unfinished", flush=True)
+
+
+def run_wait(manifest_path: str, **options: Any) -> int:
+    """``amlwait wait MANIFEST``: every bad flag or path is refused before the first
+    request; the exit code is :data:`EXIT_CODES` of the batch's outcome."""
+    paths = _report_paths(options)
+    manifest = manifest_from_flags(manifest_path, options)
+    wait_options, budget = _wait_options(options)
+    update_path = check_output_path("--update-manifest", options.get("update_manifest"))
+    audience = _Audience.for_flags(options)
+    if audience.pipeline is not None:
+        _pipeline_summary(paths)
+    on_retry = _manifest_updater(manifest, update_path)
+    result = _run_waiter(manifest, options, wait_options, budget, audience, on_retry)
+    audience.finish(result, paths)
+    _say_how_it_ended(result)
+    return EXIT_CODES[result.outcome]

@@ -230,7 +230,7 @@ def test_list_pages_with_next_links_followed_verbatim(
     next_link = httpx.URL(first.json()["nextLink"])
     assert next_link.params["tag"] == "t"
     assert next_link.params["api-version"] == API_VERSION
-    assert "$skip" in next_link.params  # the parameter the spec names
+    assert "$skipToken" in next_link.params
 
 
 def test_last_page_has_no_next_link(

@@ -9,7 +9,8 @@ ARM (``api-version`` required, one of :data:`SUPPORTED_API_VERSIONS`):
 
 - ``GET WS``: the workspace resource (the spec's ``Workspace``), whose
   ``properties.discoveryUrl`` and ``properties.mlFlowTrackingUri`` point back at this server;
-- ``GET WS/jobs`` (``tag``, ``listViewType``, ``$skip``; ``$skipToken`` also read),
+- ``GET WS/jobs`` (``tag``, ``listViewType``, ``$skip`` as the spec names it, and
+  ``$skipToken``, which the ``nextLink`` carries as Azure ML's does),
   ``GET``/``PUT WS/jobs/{name}``, ``POST WS/jobs/{name}/cancel``,
 - ``GET /subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/local/
   mfeOperationResults/{id}``: the cancel operation, 202 until the job is terminal, then 200.
@@ -488,7 +489,7 @@ def _next_link(request: Request, skip_token: str) -> str:
         for key, value in parse_qsl(request.url.query, keep_blank_values=True)
         if key not in ("$skip", "$skipToken")
     ]
-    pairs.append(("$skip", skip_token))
+    pairs.append(("$skipToken", skip_token))
     return str(request.url.replace(query=urlencode(pairs, safe="$")))
 
 

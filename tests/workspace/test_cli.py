@@ -13,8 +13,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from amlwait.workspace.cli import workspace
 from amlwait.core.jobs import WorkspaceRef
+from amlwait.workspace.cli import workspace
 from tests.workspace.helpers import arm_client, get, job_path
 
 # Any subscription: the default --workspace is amlwait-demo/local.

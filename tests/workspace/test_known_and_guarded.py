@@ -4,6 +4,7 @@ requires its token."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -112,9 +113,14 @@ def test_a_foreign_host_header_is_refused_as_dns_rebinding(tmp_path: Path) -> No
 
 def test_a_text_plain_body_is_refused_and_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    body = (
-        '{"properties": {"jobType": "Command", "environmentId": "%s", "command": "touch %s"}}'
-        % (ENVIRONMENT_ID, marker)
+    body = json.dumps(
+        {
+            "properties": {
+                "jobType": "Command",
+                "environmentId": ENVIRONMENT_ID,
+                "command": f"touch {marker}",
+            }
+        }
     )
     with LocalWorkspace(tmp_path / "ws") as local, arm_client(local.endpoint) as client:
         refused = client.put(

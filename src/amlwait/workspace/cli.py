@@ -125,9 +125,8 @@ def serve(
     from amlwait.errors import InputError
     from amlwait.redact import check_token
     from amlwait.workspace.local import LocalWorkspace
-    from amlwait.workspace.workspaces import KnownWorkspaces
-
     from amlwait.workspace.server import check_exposure
+    from amlwait.workspace.workspaces import KnownWorkspaces
 
     try:  # beyond loopback only with a token the user chose (and so can hand out)
         check_exposure(host, token or None)

@@ -64,7 +64,9 @@ def check_token(token: str, *, source: str) -> str:
                 f"{source} contains a control character (a newline?); set it to the token alone"
             )
         if code > 0x7E:
-            raise InputError(f"{source} contains a non-ASCII character; set it to the token alone")
+            raise InputError(
+                f"{source} contains a non-ASCII character; set it to the token alone"
+            )
     return token
 
 

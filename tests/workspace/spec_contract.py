@@ -109,9 +109,7 @@ def _translate(node: Any, subtypes: dict[str, tuple[str, dict[str, str]]], in_al
 @dataclass
 class SpecContract:
     registry: Registry = field(default_factory=Registry)
-    operations: list[tuple[re.Pattern[str], str, str, dict[str, Any]]] = field(
-        default_factory=list
-    )
+    operations: list[tuple[re.Pattern[str], str, str, dict[str, Any]]] = field(default_factory=list)
 
     @classmethod
     def load(cls) -> SpecContract:
@@ -178,4 +176,3 @@ class SpecContract:
 
     def definition(self, file: str, name: str) -> dict[str, Any]:
         return {"$ref": (STABLE / file).as_uri() + f"#/definitions/{name}"}
-

@@ -185,8 +185,8 @@ def mlflow_run(view: JobView) -> dict[str, Any]:
 
 _CONDITION = re.compile(
     r"""\s*(?P<key>(?:(?:tags|tag|attributes|attribute|attr|run)\.)?(?:"[^"]+"|`[^`]+`|[\w.]+))
-        \s*(?P<op>=|!=|(?i:\bIN\b))\s*
-        (?P<value>'[^']*'|"[^"]*"|\((?:\s*(?:'[^']*'|"[^"]*")\s*,?)*\))\s*""",
+        \s*(?P<op>!=|>=|<=|=|>|<|(?i:\bIN\b))\s*
+        (?P<value>'[^']*'|"[^"]*"|-?\d+(?:\.\d+)?|\((?:\s*(?:'[^']*'|"[^"]*")\s*,?)*\))\s*""",
     re.VERBOSE,
 )
 _AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
@@ -211,10 +211,7 @@ def parse_filter(text: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
         if prefix not in ("tags", "tag", "attributes", "attribute", "attr", "run"):
             prefix, name = "attributes", raw_key
         name = name.strip('"`')
-        values = tuple(
-            a if a is not None and b is None else (b or "")
-            for a, b in _STRING.findall(found.group("value"))
-        )
+        values = tuple(single or double for single, double in _STRING.findall(found.group("value")))
         kind = "tag" if prefix.startswith("tag") else "attribute"
         if kind == "attribute":
             if name in ("start_time", "end_time", "created", "creation_time"):
@@ -224,8 +221,10 @@ def parse_filter(text: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
                 )
             if name not in ("run_id", "status", "run_name"):
                 raise _bad_filter(f"the attribute {name!r} cannot be filtered on")
-        if op == "IN" and kind == "tag":
+        if op == "IN" and (kind == "tag" or name != "run_id"):
             raise _bad_filter("IN is supported for attributes.run_id only")
+        if op not in ("=", "!=", "IN") or not values:
+            raise _bad_filter(f"{name} {op} …: compare tags and attributes with = or != 'text'")
         conditions.append((kind, name, op, values))
     return conditions
 

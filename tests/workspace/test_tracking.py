@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from amlwait.core.clock import VirtualClock
-from amlwait.core.jobs import WorkspaceRef
+from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.workspace import LocalWorkspace, ScriptedWorkspace
 from amlwait.workspace.errors import ArmError
 from amlwait.workspace.tracking import parse_filter
@@ -153,3 +153,34 @@ def test_filters_parse_as_mlflow_writes_them(text: str, expected: list[object]) 
 def test_filters_azure_does_not_support_are_refused(text: str) -> None:
     with pytest.raises(ArmError):
         parse_filter(text)
+
+
+def test_a_data_dir_of_schema_1_is_migrated_and_its_jobs_kept(tmp_path: Path) -> None:
+    import sqlite3
+
+    from amlwait.workspace.store import DATABASE_NAME, JobStore
+
+    db = sqlite3.connect(tmp_path / DATABASE_NAME)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, subscription TEXT NOT NULL,"
+        " resource_group TEXT NOT NULL, workspace TEXT NOT NULL, name TEXT NOT NULL,"
+        " properties TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,"
+        " modified_at REAL NOT NULL, pid INTEGER, exit_code INTEGER, error TEXT,"
+        " UNIQUE (subscription, resource_group, workspace, name));"
+        "INSERT INTO jobs (subscription, resource_group, workspace, name, properties, status,"
+        " created_at, modified_at, exit_code, error) VALUES ('sub-1', 'rg-1', 'ws-1', 'old',"
+        " '{}', 'Failed', 1.0, 2.0, 3, 'The command exited with code 3.');"
+    )
+    db.commit()
+    db.close()
+
+    store = JobStore(tmp_path)
+    try:
+        view = store.get_job(JobRef(WORKSPACE, "old"))
+    finally:
+        store.close()
+
+    assert view is not None and view.status == "Failed"
+    assert (view.error_code, view.started_at, view.ended_at) == ("UserError", None, None)

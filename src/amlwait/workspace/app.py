@@ -134,7 +134,7 @@ def create_app(
     logs: JobLogs | None = None,
 ) -> ASGIApp:
     """The whole ASGI app: request log, then faults, then the API over ``backend``."""
-    api = _Api(backend, settings, throttle, logs)
+    api = _ArmApi(backend, settings, throttle, logs)
     return RequestLogMiddleware(FaultMiddleware(api, plan=faults), log=log, clock=clock)
 
 
@@ -173,7 +173,7 @@ def list_query(request: Request, page_size: int) -> ListQuery:
     )
 
 
-class _Api:
+class _ArmApi:
     def __init__(
         self,
         backend: Backend,

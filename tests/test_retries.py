@@ -108,6 +108,7 @@ def test_wait_retries_a_flaky_job_on_the_local_workspace(tmp_path: Path) -> None
                     "properties": {
                         "jobType": "Command",
                         "command": command,
+                        "environmentId": "azureml:local@latest",
                         "tags": {"batch-1": "", "plant": "P1"},
                     }
                 }

@@ -16,6 +16,7 @@ API_VERSION = "2025-12-01"
 WORKSPACE = WorkspaceRef("sub-1", "rg-1", "ws-1")
 OTHER_WORKSPACE = WorkspaceRef("sub-1", "rg-1", "ws-2")
 WS_PATH = WORKSPACE.arm_path
+ENVIRONMENT_ID = "azureml:local-python@latest"
 
 T = TypeVar("T")
 
@@ -36,8 +37,22 @@ def get(client: httpx.Client, path: str, **params: str) -> httpx.Response:
 def put_job(
     client: httpx.Client, name: str, command: str = "true", **properties: Any
 ) -> httpx.Response:
-    body = {"properties": {"jobType": "Command", "command": command, **properties}}
+    body = {
+        "properties": {
+            "jobType": "Command",
+            "command": command,
+            "environmentId": ENVIRONMENT_ID,
+            **properties,
+        }
+    }
     return client.put(job_path(name), params={"api-version": API_VERSION}, json=body)
+
+
+def run_error(client: httpx.Client, name: str, workspace: WorkspaceRef = WORKSPACE) -> Any:
+    """The job's ``error.error`` in run history (where Azure ML keeps why it failed)."""
+    response = client.get(f"/history/v1.0{workspace.arm_path}/runs/{name}/details")
+    response.raise_for_status()
+    return response.json().get("error", {}).get("error")
 
 
 def status_of(client: httpx.Client, name: str) -> str:

@@ -170,7 +170,9 @@ def test_put_with_bad_body_names_the_field(local_client: httpx.Client) -> None:
     url = job_path("job_bad")
     params = {"api-version": API_VERSION}
     cases = {
-        "not json": local_client.put(url, params=params, content=b"{nope"),
+        "not json": local_client.put(
+            url, params=params, content=b"{nope", headers={"Content-Type": "application/json"}
+        ),
         "no properties": local_client.put(url, params=params, json={"tags": {}}),
         "jobType": local_client.put(
             url, params=params, json={"properties": {"jobType": "Pipeline", "command": "x"}}

@@ -13,8 +13,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from amlwait.core.jobs import WorkspaceRef
 from amlwait.workspace.cli import workspace
 from tests.workspace.helpers import arm_client, get, job_path
+
+# Any subscription: the default --workspace is amlwait-demo/local.
+DEMO = WorkspaceRef("sub-1", "amlwait-demo", "local")
 
 
 @pytest.mark.parametrize(
@@ -25,6 +29,11 @@ from tests.workspace.helpers import arm_client, get, job_path
         (["--max-concurrent", "0"], "--max-concurrent"),
         (["--no-such-option"], "--no-such-option"),
         (["--host", "0.0.0.0"], "not a loopback address"),
+        (["--host", "0.0.0.0", "--insecure-no-auth"], "not a loopback address"),
+        (["--token", "t", "--insecure-no-auth"], "contradict"),
+        (["--token", "bad\ntoken"], "--token"),
+        (["--workspace", "a/b/c/d"], "is not NAME, RG/NAME"),
+        (["--workspace", "x"], "is not a workspace name"),
         (["--tls-cert", "{cert}"], "--tls-cert and --tls-key go together"),
         (["--tls-cert", "missing.pem", "--tls-key", "missing.pem"], "--tls-cert"),
         (["--tls-cert", "{cert}", "--tls-key", "{cert}"], "cannot start the local workspace"),
@@ -55,6 +64,7 @@ def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
         "PYTHONPATH": f"{source_root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
     env.pop("AMLWAIT_WORKSPACE_TOKEN", None)
+    env.pop("AMLWAIT_ACCESS_TOKEN", None)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -77,8 +87,11 @@ def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert process.stdout is not None
         line = process.stdout.readline()
         endpoint = line.split("AMLWAIT_ARM_ENDPOINT=")[1].split()[0]
-        with arm_client(endpoint) as client:
-            answered = get(client, job_path("absent"))
+        token = line.split("AMLWAIT_ACCESS_TOKEN=")[1].split()[0]
+        with arm_client(endpoint, token=token) as client:
+            answered = get(client, job_path("absent", DEMO))
+        with arm_client(endpoint, token="not-the-token") as client:
+            refused = get(client, job_path("absent", DEMO))
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=15)
     finally:
@@ -86,9 +99,10 @@ def test_serve_prints_the_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
 
-    assert "any bearer token works" in line
-    assert "AMLWAIT_ACCESS_TOKEN=" in line
+    assert len(token) >= 32  # generated at start, printed once in a form to export
+    assert refused.status_code == 401
     assert httpx.URL(endpoint).host == "127.0.0.1"
     assert answered.status_code == 404
+    assert answered.json()["error"]["code"] == "NotFound"  # the job, in a served workspace
     assert process.returncode == 0
     assert "Traceback" not in stderr

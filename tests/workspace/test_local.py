@@ -22,6 +22,7 @@ from tests.workspace.helpers import (
     process_gone,
     put_job,
     read_when_written,
+    run_error,
     status_of,
     wait_for_status,
     wait_until,
@@ -56,7 +57,8 @@ def test_non_zero_exit_fails_with_the_exit_code(local_client: httpx.Client) -> N
     assert wait_for_status(local_client, "job_exit3", TERMINAL) == "Failed"
     properties = get(local_client, job_path("job_exit3")).json()["properties"]
     assert properties["properties"]["exitCode"] == "3"
-    assert "exited with code 3" in properties["error"]["message"]
+    assert "error" not in properties  # CommandJob has no error: run history has it
+    assert "exited with status code 3" in run_error(local_client, "job_exit3")["message"]
 
 
 def test_a_job_goes_through_every_status_of_the_progression(local_client: httpx.Client) -> None:
@@ -227,7 +229,7 @@ def test_a_job_that_vanished_during_a_restart_fails_clearly(tmp_path: Path) -> N
 
     with LocalWorkspace(tmp_path) as second, arm_client(second.endpoint) as client:
         assert wait_for_status(client, "job_lost", TERMINAL) == "Failed"
-        error = get(client, job_path("job_lost")).json()["properties"]["error"]
+        error = run_error(client, "job_lost")
         assert error["message"] == NO_EXIT_CODE_MESSAGE
 
 

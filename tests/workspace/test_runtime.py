@@ -26,6 +26,7 @@ from tests.workspace.helpers import (
     get,
     job_path,
     put_job,
+    run_error,
     status_of,
     wait_for_status,
 )
@@ -70,7 +71,7 @@ def _local_path(uri: str) -> Path:
 
 
 def _error_of(client: httpx.Client, name: str) -> str:
-    return str(get(client, job_path(name)).json()["properties"]["error"]["message"])
+    return str(run_error(client, name)["message"])
 
 
 def test_the_code_folder_is_copied_and_is_the_working_directory(

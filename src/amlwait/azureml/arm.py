@@ -63,6 +63,37 @@ def _error_text(response: httpx.Response) -> str:
     return text[:300] or response.reason_phrase
 
 
+# ARM's codes for a 404 about the path above the job: the subscription, the resource group
+# or the workspace does not exist (a missing job answers another code).
+_MISSING_PARENT_CODES = frozenset(
+    {"SubscriptionNotFound", "ResourceGroupNotFound", "ParentResourceNotFound"}
+)
+
+
+def missing_workspace_error(response: httpx.Response, workspace: WorkspaceRef) -> InputError | None:
+    """An InputError naming the workspace when a 404 says the workspace, its resource group
+    or its subscription does not exist; ``None`` for any other answer (a missing job)."""
+    if response.status_code != 404:
+        return None
+    try:
+        error = response.json().get("error") or {}
+        code, message = str(error.get("code", "")), str(error.get("message", ""))
+    except (ValueError, AttributeError):
+        return None
+    workspace_resource = "microsoft.machinelearningservices/workspaces/"
+    names_workspace = code == "ResourceNotFound" and workspace_resource in message.lower()
+    if code not in _MISSING_PARENT_CODES and not names_workspace:
+        return None
+    what = {
+        "SubscriptionNotFound": f"subscription '{workspace.subscription}'",
+        "ResourceGroupNotFound": f"resource group '{workspace.resource_group}'",
+    }.get(code, f"workspace '{workspace.workspace}' in resource group '{workspace.resource_group}'")
+    return InputError(
+        f"the {what} was not found (404 {code}); check --subscription, --resource-group and "
+        "--workspace-name (or the manifest's subscription/resource_group/workspace)"
+    )
+
+
 def parse_job(body: Mapping[str, Any]) -> JobSnapshot:
     """A job's ARM JSON as a snapshot. Pipeline child jobs have ``properties: null``."""
     name = str(body.get("name", ""))
@@ -247,6 +278,9 @@ class ArmJobSource:
         }
         while url is not None:
             response = await self._send("GET", url, params=params)
+            missing = missing_workspace_error(response, workspace)
+            if missing is not None:
+                raise missing
             if response.status_code == 404:
                 raise ServiceError(
                     f"workspace {workspace} was not found (404 {_error_text(response)}); "
@@ -268,6 +302,9 @@ class ArmJobSource:
             job=ref.name,
             ok_statuses=(200, 202, 204),
         )
+        missing = missing_workspace_error(response, ref.workspace)
+        if missing is not None:
+            raise missing
         if response.status_code == 404:
             raise ServiceError(
                 f"cannot cancel {ref.name}: not found", status_code=404, job=ref.name
@@ -283,6 +320,9 @@ class ArmJobSource:
             job=ref.name,
             ok_statuses=(200, 201),
         )
+        missing = missing_workspace_error(response, ref.workspace)
+        if missing is not None:
+            raise missing
         if response.status_code == 404:
             raise ServiceError(
                 f"cannot create {ref.name}: workspace {ref.workspace} not found",
@@ -316,6 +356,9 @@ class ArmJobSource:
             params={"api-version": self.api_version},
             job=ref.name,
         )
+        missing = missing_workspace_error(response, ref.workspace)
+        if missing is not None:
+            raise missing
         if response.status_code == 404:
             return None
         body: dict[str, Any] = response.json()

@@ -35,6 +35,8 @@ __all__ = ["logs", "workspace"]
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 DEFAULT_API_VERSION = "2025-12-01"
 LOGS_ROUTE = "amlwaitLogs"
+DEFAULT_WORKSPACE = "amlwait-demo/local"
+"""What ``serve`` serves without ``--workspace``: the demo's resource group and workspace."""
 
 
 class _OneLineError(click.ClickException):
@@ -71,9 +73,23 @@ def workspace() -> None:
 )
 @click.option(
     "--token",
-    envvar="AMLWAIT_WORKSPACE_TOKEN",
+    envvar=["AMLWAIT_WORKSPACE_TOKEN", "AMLWAIT_ACCESS_TOKEN"],
     default=None,
-    help="Bearer token clients must send (default: any token is accepted).",
+    help="Bearer token clients must send (env AMLWAIT_WORKSPACE_TOKEN or "
+    "AMLWAIT_ACCESS_TOKEN; default: a new random token, printed once at start).",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Accept any bearer token (any local process could then run commands here).",
+)
+@click.option(
+    "--workspace",
+    "workspaces",
+    multiple=True,
+    metavar="[[SUB/]RG/]NAME",
+    help=f"A workspace to serve (repeatable; a part left out matches any). Others answer "
+    f"ARM's 404. Default: {DEFAULT_WORKSPACE}.",
 )
 @click.option("--max-concurrent", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -84,27 +100,59 @@ def serve(
     port: int,
     data_dir: Path,
     token: str | None,
+    insecure_no_auth: bool,
+    workspaces: tuple[str, ...],
     max_concurrent: int,
     tls_cert: Path | None,
     tls_key: Path | None,
     keep_jobs: bool,
 ) -> None:
-    """Serve the ARM jobs API and run command jobs as local processes."""
+    """Serve the ARM jobs API and run command jobs as local processes.
+
+    \b
+    Clients must send 'Authorization: Bearer TOKEN': the --token value, or a random token
+    generated at start and printed once as AMLWAIT_ACCESS_TOKEN=... (export it for amlwait);
+    --insecure-no-auth accepts any token. Requests whose Host header is not a loopback name
+    or the --host address are refused (DNS rebinding), and so are PUT/POST bodies that
+    are not JSON.
+    """
     if (tls_cert is None) != (tls_key is None):
         raise _OneLineError("--tls-cert and --tls-key go together: give both or neither.")
-    from amlwait.workspace.local import LocalWorkspace
+    if insecure_no_auth and token:
+        raise _OneLineError("--insecure-no-auth and --token contradict each other: give one.")
+    import secrets
 
+    from amlwait.errors import InputError
+    from amlwait.redact import check_token
+    from amlwait.workspace.local import LocalWorkspace
+    from amlwait.workspace.server import check_exposure
+    from amlwait.workspace.workspaces import KnownWorkspaces
+
+    try:  # beyond loopback only with a token the user chose (and so can hand out)
+        check_exposure(host, token or None)
+    except ValueError as exc:
+        raise _OneLineError(f"cannot start the local workspace: {exc}") from None
+    generated = not token and not insecure_no_auth
+    if generated:
+        token = secrets.token_urlsafe(32)
     try:
+        if token:
+            check_token(token, source="--token (or AMLWAIT_WORKSPACE_TOKEN)")
+        served = KnownWorkspaces(workspaces or (DEFAULT_WORKSPACE,))
+        assert served.specs is not None
         ws = LocalWorkspace(
             data_dir,
             host=host,
             port=port,
-            token=token or None,
+            token=None if insecure_no_auth else token,
             max_concurrent=max_concurrent,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            workspaces=served.specs,
         )
         ws.start()
+    except InputError as exc:
+        raise _OneLineError(str(exc)) from None
     except (ValueError, OSError, RuntimeError) as exc:
         raise _OneLineError(f"cannot start the local workspace: {exc}") from None
 
@@ -116,10 +164,15 @@ def serve(
     previous: dict[int, Any] = {
         sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    token_value = "<the --token value>" if token else "local (any bearer token works)"
+    if insecure_no_auth:
+        token_value = "local  # --insecure-no-auth: any bearer token works"
+    elif generated:
+        token_value = str(token)
+    else:
+        token_value = "<the --token value>"
     click.echo(
-        f"amlwait workspace serving at {ws.endpoint}; "
-        f"export AMLWAIT_ARM_ENDPOINT={ws.endpoint} AMLWAIT_ACCESS_TOKEN={token_value}"
+        f"amlwait workspace serving {served.describe()} at {ws.endpoint}; export "
+        f"AMLWAIT_ARM_ENDPOINT={ws.endpoint} AMLWAIT_ACCESS_TOKEN={token_value}",
     )
     try:
         while not stop.wait(0.5):

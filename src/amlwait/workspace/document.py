@@ -7,15 +7,17 @@ renders the answer ARM gives::
     {"id": "<workspace arm path>/jobs/NAME", "name": NAME,
      "type": "Microsoft.MachineLearningServices/workspaces/jobs",
      "properties": {<stored properties>, "status": STATUS,
-                    "services": {"Studio": {"endpoint": STUDIO_URL}},
-                    "error": {"code", "message"}          # only when the job failed
-                   },
-     "systemData": {"createdAt", "createdBy", "createdByType": "User", "lastModifiedAt"}}
+                    "services": {<each service the client sent, with "status": STATUS>,
+                                 "Studio": {"jobServiceType": "Studio",
+                                            "endpoint": STUDIO_URL, "status": STATUS}}},
+     "systemData": {"createdAt", "createdBy", "createdByType": "User",
+                    "lastModifiedAt", "lastModifiedBy", "lastModifiedByType": "User"}}
 
 A job that ran carries its exit code as a string in ``properties.properties["exitCode"]``
-(ARM's ``properties`` bag is string to string); a failed or killed job also carries
-``properties.error``, which real ARM does not send but which makes the local failure
-readable.
+(ARM's ``properties`` bag is string to string). As in Azure ML, the ARM body carries no
+error and no start or end time (``CommandJob`` has no such field): they are served by the
+run history and MLflow routes (:mod:`~.tracking`) from :attr:`JobView.error_code`,
+:attr:`JobView.error`, :attr:`JobView.started_at` and :attr:`JobView.ended_at`.
 
 A PUT to an existing job is an update: only the mutable fields (``MUTABLE_FIELDS``) are
 taken from the new body; the rest of what was stored stays. Tags are replaced, not merged.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -50,6 +53,13 @@ class JobView:
     modified_at: float
     exit_code: int | None = None
     error: str | None = None
+    """Why the job failed (run history's ``error.error.message``); ``None`` otherwise."""
+    error_code: str | None = None
+    """The error's code (``UserError``, ``SystemError``); ``None`` without an error."""
+    started_at: float | None = None
+    """When the job's command started (epoch seconds); ``None`` before it ran."""
+    ended_at: float | None = None
+    """When the job reached a terminal status (epoch seconds); ``None`` before."""
 
     @property
     def is_archived(self) -> bool:
@@ -74,9 +84,17 @@ def job_document(view: JobView) -> dict[str, Any]:
         bag["exitCode"] = str(view.exit_code)
         properties["properties"] = bag
     properties["status"] = view.status
-    properties["services"] = {"Studio": {"endpoint": studio_url_for(view.ref)}}
-    if view.error is not None:
-        properties["error"] = {"code": "UserError", "message": view.error}
+    services: dict[str, Any] = {}
+    for key, service in (properties.get("services") or {}).items():
+        echoed = dict(service) if isinstance(service, Mapping) else {}
+        echoed["status"] = view.status
+        services[key] = echoed
+    services["Studio"] = {
+        "jobServiceType": "Studio",
+        "endpoint": studio_url_for(view.ref),
+        "status": view.status,
+    }
+    properties["services"] = services
     return {
         "id": f"{view.ref.workspace.arm_path}/jobs/{view.ref.name}",
         "name": view.ref.name,
@@ -87,6 +105,8 @@ def job_document(view: JobView) -> dict[str, Any]:
             "createdBy": CREATED_BY,
             "createdByType": "User",
             "lastModifiedAt": iso8601(view.modified_at),
+            "lastModifiedBy": CREATED_BY,
+            "lastModifiedByType": "User",
         },
     }
 
@@ -110,8 +130,21 @@ def parse_put_body(raw: bytes) -> dict[str, Any]:
             "use 'Command'.",
         )
     command = properties.get("command")
-    if not isinstance(command, str) or not command.strip():
+    if not isinstance(command, str) or not _ARM_TEXT.search(command):
         raise _bad("UserError", "properties.command is required for a Command job.")
+    environment = properties.get("environmentId")
+    if not isinstance(environment, str) or not _ARM_TEXT.search(environment):
+        raise _bad(
+            "UserError",
+            "properties.environmentId is required for a Command job: the environment's ARM "
+            "id or an azureml: reference, e.g. 'azureml:my-env@latest' (the local workspace "
+            "runs the command with this machine's tools, but Azure ML requires it).",
+        )
+    services = properties.get("services")
+    if services is not None and not (
+        isinstance(services, dict) and all(isinstance(v, dict) for v in services.values())
+    ):
+        raise _bad("UserError", "properties.services must be an object of service objects.")
     for name in ("tags", "environmentVariables", "properties"):
         _require_string_map(properties, name)
     for name in ("inputs", "outputs"):
@@ -131,6 +164,13 @@ def parse_put_body(raw: bytes) -> dict[str, Any]:
 def new_job_properties(name: str, requested: Mapping[str, Any]) -> dict[str, Any]:
     """What is stored for a new job: the request without ``status``, defaults filled in."""
     properties = {k: copy.deepcopy(v) for k, v in requested.items() if k not in _OWNED}
+    services = properties.get("services")
+    if isinstance(services, dict):
+        properties["services"] = {
+            k: {f: x for f, x in v.items() if f not in _SERVICE_OWNED}
+            for k, v in services.items()
+            if k != "Studio" and isinstance(v, dict)
+        }
     properties["experimentName"] = properties.get("experimentName") or "Default"
     properties["displayName"] = properties.get("displayName") or name
     for bag in ("tags", "properties", "inputs", "outputs", "environmentVariables"):
@@ -157,8 +197,13 @@ def updated_job_properties(
     return properties
 
 
-# Fields the workspace owns: a client cannot set them.
-_OWNED = frozenset({"status", "services", "error"})
+# Fields the workspace owns: a client cannot set them. ("services" a client sends are kept
+# and echoed with a status; "Studio" is always the workspace's own.)
+_OWNED = frozenset({"status", "error"})
+# Read-only fields of a JobService: the workspace fills them in.
+_SERVICE_OWNED = frozenset({"status", "errorMessage"})
+# The spec's pattern for CommandJob.command and .environmentId: at least one word character.
+_ARM_TEXT = re.compile(r"[a-zA-Z0-9_]")
 
 
 def _require_string_map(properties: Mapping[str, Any], name: str) -> None:

@@ -15,22 +15,27 @@ queued and run after a restart.
 Beyond ARM it serves each job's log at ``GET WS/jobs/{name}/amlwaitLogs`` (local only;
 ``amlwait logs JOB`` reads it). Refuses a non-loopback ``host`` unless ``token`` is set.
 ``faults`` and ``requests`` work as in :class:`~.scripted.ScriptedWorkspace`.
+``workspaces`` (``[[SUB/]RG/]NAME`` strings or refs) are the workspaces served; the default,
+``None``, serves any name (for tests; ``amlwait workspace serve`` always names them). With
+``token=None`` any bearer token is accepted (for in-process use; the CLI always sets one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
 from amlwait.core.clock import SystemClock
-from amlwait.core.jobs import JobRef
-from amlwait.workspace.app import AppSettings, create_app
+from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.workspace.app import AppSettings, allowed_hosts_for, create_app
 from amlwait.workspace.faults import FaultPlan
 from amlwait.workspace.requestlog import RequestLog, RequestRecord
 from amlwait.workspace.runner import LOG_FILE, Runner
 from amlwait.workspace.server import ServerThread, check_exposure
 from amlwait.workspace.store import JobStore
 from amlwait.workspace.throttle import Throttle
+from amlwait.workspace.workspaces import KnownWorkspaces, WorkspaceSpec
 
 
 class LocalWorkspace:
@@ -47,13 +52,18 @@ class LocalWorkspace:
         page_size: int = 100,
         cancel_retry_after: float = 10.0,
         throttle: bool = False,
+        workspaces: Iterable[WorkspaceRef | WorkspaceSpec | str] | None = None,
     ) -> None:
         check_exposure(host, token)
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, not {max_concurrent}")
         self.data_dir = Path(data_dir)
         self.settings = AppSettings(
-            token=token, page_size=page_size, cancel_retry_after=cancel_retry_after
+            token=token,
+            page_size=page_size,
+            cancel_retry_after=cancel_retry_after,
+            allowed_hosts=allowed_hosts_for(host),
+            workspaces=KnownWorkspaces(workspaces),
         )
         self.clock = SystemClock()
         self.faults = FaultPlan()

@@ -53,17 +53,25 @@ from amlwait.workspace.store import JobStore, StoredJob
 logger = logging.getLogger(__name__)
 
 LOG_FILE = Path("user_logs") / "std_log.txt"
+STDERR_FILE = ".amlwait-stderr"
 EXIT_CODE_FILE = ".amlwait-exit-code"
 KILL_GRACE_SECONDS = 2.0
+REASON_LINES = 5
+REASON_CHARS = 1000
+_STDERR_TAIL_BYTES = 16 * 1024
 
-# $1 = the job's command, $2 = its run directory, $3 = where the command runs. The exit
-# code lands in a file by an atomic rename, so a reader never sees half of it.
+# $1 = the job's command, $2 = its run directory, $3 = where the command runs. The command's
+# stdout goes to the log (fd 3); its stderr goes through tee, into the log too and into
+# STDERR_FILE, whose last lines become the failure reason. The exit code lands in a file by
+# an atomic rename (its time is when the command ended), so a reader never sees half of it.
 _WRAPPER = (
     'cd -- "$3" || exit 127; '
-    '/bin/sh -c "$1"; code=$?; '
+    "exec 3>&1; "
+    '{ /bin/sh -c "$1" 2>&1 1>&3 3>&-; code=$?; '
     f'printf "%s\\n" "$code" > "$2/{EXIT_CODE_FILE}.tmp"; '
     f'mv -f "$2/{EXIT_CODE_FILE}.tmp" "$2/{EXIT_CODE_FILE}"; '
-    'exit "$code"'
+    f'}} | tee -a "$2/{STDERR_FILE}"; '
+    f'exit "$(cat "$2/{EXIT_CODE_FILE}" 2>/dev/null || echo 1)"'
 )
 
 _ACTIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
@@ -198,19 +206,28 @@ class Runner:
             exit_code = _read_exit_code(process.run_dir)
             if exit_code is None:
                 error: str | None = NO_EXIT_CODE_MESSAGE
+                code: str | None = "SystemError"
             elif exit_code != 0:
-                error = f"The command exited with code {exit_code}."
+                error, code = failure_reason(exit_code, process.run_dir), "UserError"
             else:
-                error = None
+                error = code = None
             self.store.transition(
-                seq, _ACTIVE, JobStatus.FINALIZING.value, exit_code=exit_code, error=error
+                seq,
+                _ACTIVE,
+                JobStatus.FINALIZING.value,
+                exit_code=exit_code,
+                error=error,
+                error_code=code,
+                ended_at=_ended_at(process.run_dir, self.store.now()),
             )
 
     def _finalize(self) -> None:
         for job in self.store.jobs_in((JobStatus.FINALIZING.value,)):
             succeeded = job.exit_code == 0 and job.error is None
             final = JobStatus.COMPLETED if succeeded else JobStatus.FAILED
-            self.store.transition(job.seq, (JobStatus.FINALIZING.value,), final.value)
+            self.store.transition(
+                job.seq, (JobStatus.FINALIZING.value,), final.value, ended_at=job.ended_at
+            )
 
     def _cancel(self) -> None:
         now = time.monotonic()
@@ -244,6 +261,7 @@ class Runner:
         try:
             plan = plan_run(job.ref.name, job.properties, run_dir)
             prepare_run(plan, keep_out=self.data_dir)
+            started_at = self.store.now()
             pid = _spawn(plan)
         except JobSetupError as exc:
             self._fail_start(job, run_dir, str(exc))
@@ -253,7 +271,11 @@ class Runner:
             return
         self._processes[job.seq] = _Process(job.seq, job.ref, pid, run_dir)
         self.store.transition(
-            job.seq, (JobStatus.STARTING.value,), JobStatus.STARTING.value, pid=pid
+            job.seq,
+            (JobStatus.STARTING.value,),
+            JobStatus.STARTING.value,
+            pid=pid,
+            started_at=started_at,
         )
 
     def _fail_start(self, job: StoredJob, run_dir: Path, message: str) -> None:
@@ -269,7 +291,11 @@ class Runner:
 def _spawn(plan: RunPlan) -> int:
     run_dir = plan.run_dir
     (run_dir / LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
-    for stale in (run_dir / EXIT_CODE_FILE, run_dir / f"{EXIT_CODE_FILE}.tmp"):
+    for stale in (
+        run_dir / EXIT_CODE_FILE,
+        run_dir / f"{EXIT_CODE_FILE}.tmp",
+        run_dir / STDERR_FILE,
+    ):
         stale.unlink(missing_ok=True)
     env = {**os.environ, **plan.environment}
     argv = ["/bin/sh", "-c", _WRAPPER, "amlwait-job", plan.command, str(run_dir), str(plan.cwd)]
@@ -348,6 +374,38 @@ def _wait_for(done: Callable[[], bool], seconds: float) -> None:
 def _signal_group(pid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
+
+
+def failure_reason(exit_code: int, run_dir: Path) -> str:
+    """Why a command failed, as Azure ML words it, with the last lines of its stderr."""
+    message = (
+        f"Execution failed. User process exited with status code {exit_code}. "
+        f"Please check log file '{LOG_FILE.as_posix()}' for error details."
+    )
+    tail = stderr_tail(run_dir)
+    return f"{message} Error: {tail}" if tail else message
+
+
+def stderr_tail(run_dir: Path) -> str:
+    """The last ``REASON_LINES`` non-blank lines the command wrote to stderr, joined by
+    newlines, at most ``REASON_CHARS`` characters (the end kept); ``""`` when none."""
+    try:
+        with (run_dir / STDERR_FILE).open("rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            file.seek(max(0, size - _STDERR_TAIL_BYTES))
+            text = file.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-REASON_LINES:])[-REASON_CHARS:]
+
+
+def _ended_at(run_dir: Path, fallback: float) -> float:
+    """When the command ended: the exit-code file's time, else ``fallback``."""
+    try:
+        return min((run_dir / EXIT_CODE_FILE).stat().st_mtime, fallback)
+    except OSError:
+        return fallback
 
 
 def _read_exit_code(run_dir: Path) -> int | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, WorkspaceRef, is_valid_job_name
 from amlwait.core.status import TERMINAL, JobStatus
-from amlwait.workspace.app import AppSettings, create_app
+from amlwait.workspace.app import AppSettings, allowed_hosts_for, create_app
 from amlwait.workspace.backend import CancelOutcome, CancelResult, ListPage, ListQuery
 from amlwait.workspace.document import JobView, new_job_properties, updated_job_properties
 from amlwait.workspace.errors import ArmError
@@ -42,8 +42,10 @@ from amlwait.workspace.faults import FaultPlan
 from amlwait.workspace.requestlog import RequestLog, RequestRecord
 from amlwait.workspace.server import ServerThread, check_exposure
 from amlwait.workspace.throttle import Throttle
+from amlwait.workspace.workspaces import KnownWorkspaces, WorkspaceSpec
 
 Timeline = Sequence[tuple[float, str | None]]
+SCRIPTED_FAILURE = "The scripted job failed."
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class _ScriptedJob:
     properties: dict[str, Any]
     modified_offset: float | None = None
     cancel_offset: float | None = None
+    failure: tuple[str, str] | None = None
 
     def entry_at(self, offset: float) -> tuple[float, str | None] | None:
         current = None
@@ -168,20 +171,33 @@ class ScriptedBackend:
             canceled = offset >= job.cancel_offset + self.cancel_delay
             status = JobStatus.CANCELED if canceled else JobStatus.CANCEL_REQUESTED
             changed = job.cancel_offset + (self.cancel_delay if canceled else 0.0)
-            return self._render(job, status.value, changed)
+            return self._render(job, status.value, changed, offset)
         if entry is None or entry[1] is None:
             return None
-        return self._render(job, entry[1], entry[0])
+        return self._render(job, entry[1], entry[0], offset)
 
-    def _render(self, job: _ScriptedJob, status: str, changed_offset: float) -> JobView:
+    def _render(
+        self, job: _ScriptedJob, status: str, changed_offset: float, offset: float
+    ) -> JobView:
         created = next((o for o, s in job.timeline if s is not None), changed_offset)
         modified = max(changed_offset, job.modified_offset or changed_offset)
+        started = next(
+            (o for o, s in job.timeline if s == JobStatus.RUNNING.value and o <= offset), None
+        )
+        terminal = status in TERMINAL
+        error_code = error = None
+        if status == JobStatus.FAILED.value:
+            error_code, error = job.failure or ("UserError", SCRIPTED_FAILURE)
         return JobView(
             ref=job.ref,
             properties=job.properties,
             status=status,
             created_at=self.start_time + created,
             modified_at=self.start_time + modified,
+            started_at=None if started is None else self.start_time + started,
+            ended_at=self.start_time + changed_offset if terminal else None,
+            error=error,
+            error_code=error_code,
         )
 
 
@@ -197,12 +213,17 @@ class ScriptedWorkspace:
         throttle: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        workspaces: Iterable[WorkspaceRef | WorkspaceSpec | str] | None = None,
     ) -> None:
         check_exposure(host, token)
         self.clock: Clock = clock or SystemClock()
         self.start_time = self.clock.now()
         self.settings = AppSettings(
-            token=token, page_size=page_size, cancel_retry_after=cancel_retry_after
+            token=token,
+            page_size=page_size,
+            cancel_retry_after=cancel_retry_after,
+            allowed_hosts=allowed_hosts_for(host),
+            workspaces=KnownWorkspaces(workspaces),
         )
         self.faults = FaultPlan()
         self.backend = ScriptedBackend(self.clock, self.start_time, cancel_delay=cancel_delay)
@@ -238,19 +259,31 @@ class ScriptedWorkspace:
         *,
         archived: bool = False,
         properties: Mapping[str, Any] | None = None,
+        failure: tuple[str, str] | None = None,
     ) -> JobRef:
-        """Script a job; ``timeline`` is ``(seconds after start_time, status or None)``."""
+        """Script a job; ``timeline`` is ``(seconds after start_time, status or None)``.
+
+        Run history and MLflow read its times from the timeline: it started at its first
+        ``Running`` entry and ended at the entry that made it terminal. ``failure`` is the
+        ``(code, message)`` they give while it is Failed (default ``("UserError",
+        SCRIPTED_FAILURE)``)."""
         if not is_valid_job_name(name):
             raise ValueError(f"{name!r} is not a valid Azure ML job name")
         entries = sorted(((float(t), s) for t, s in timeline), key=lambda e: e[0])
         if not entries:
             raise ValueError(f"the timeline of {name!r} is empty")
-        requested: dict[str, Any] = {"jobType": "Command", "command": "echo scripted"}
+        requested: dict[str, Any] = {
+            "jobType": "Command",
+            "command": "echo scripted",
+            "environmentId": "azureml:scripted@latest",
+        }
         requested.update(copy.deepcopy(dict(properties or {})))
         requested["tags"] = dict(tags or {})
         requested["isArchived"] = archived
         ref = JobRef(workspace, name)
-        self.backend.add(_ScriptedJob(ref, entries, new_job_properties(name, requested)))
+        self.backend.add(
+            _ScriptedJob(ref, entries, new_job_properties(name, requested), failure=failure)
+        )
         return ref
 
     def start(self) -> ScriptedWorkspace:

@@ -48,7 +48,13 @@ from amlwait.workspace.runtime import (
 )
 
 DATABASE_NAME = "workspace.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 lacked the run times and the error code; opening it adds them (empty).
+_MIGRATE_FROM_1 = (
+    "ALTER TABLE jobs ADD COLUMN started_at REAL",
+    "ALTER TABLE jobs ADD COLUMN ended_at REAL",
+    "ALTER TABLE jobs ADD COLUMN error_code TEXT",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,6 +71,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     pid INTEGER,
     exit_code INTEGER,
     error TEXT,
+    started_at REAL,
+    ended_at REAL,
+    error_code TEXT,
     UNIQUE (subscription, resource_group, workspace, name)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
@@ -77,7 +86,7 @@ CREATE TABLE IF NOT EXISTS operations (
 
 _COLUMNS = (
     "seq, subscription, resource_group, workspace, name, properties, status, "
-    "created_at, modified_at, pid, exit_code, error"
+    "created_at, modified_at, pid, exit_code, error, started_at, ended_at, error_code"
 )
 
 
@@ -92,6 +101,9 @@ class StoredJob:
     pid: int | None
     exit_code: int | None
     error: str | None
+    started_at: float | None = None
+    ended_at: float | None = None
+    error_code: str | None = None
 
     def view(self) -> JobView:
         return JobView(
@@ -102,6 +114,9 @@ class StoredJob:
             modified_at=self.modified_at,
             exit_code=self.exit_code,
             error=self.error,
+            error_code=self.error_code or ("UserError" if self.error else None),
+            started_at=self.started_at,
+            ended_at=self.ended_at,
         )
 
 
@@ -121,6 +136,12 @@ class JobStore:
             if found is None:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(found[0]) == 1:
+                for statement in _MIGRATE_FROM_1:
+                    self._db.execute(statement)
+                self._db.execute(
+                    "UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),)
                 )
             elif int(found[0]) != SCHEMA_VERSION:
                 raise ValueError(
@@ -242,11 +263,25 @@ class JobStore:
         pid: int | None = None,
         exit_code: int | None = None,
         error: str | None = None,
+        error_code: str | None = None,
+        started_at: float | None = None,
+        ended_at: float | None = None,
     ) -> bool:
-        """Set ``status`` (and any given field) if the job's status is one of ``expected``."""
+        """Set ``status`` (and any given field) if the job's status is one of ``expected``.
+        A terminal ``status`` sets ``ended_at`` to now unless given."""
+        now = self.now()
+        if status in TERMINAL and ended_at is None:
+            ended_at = now
         sets = ["status=?", "modified_at=?"]
-        values: list[Any] = [status, self.now()]
-        for column, value in (("pid", pid), ("exit_code", exit_code), ("error", error)):
+        values: list[Any] = [status, now]
+        for column, value in (
+            ("pid", pid),
+            ("exit_code", exit_code),
+            ("error", error),
+            ("error_code", error_code),
+            ("started_at", started_at),
+            ("ended_at", ended_at),
+        ):
             if value is not None:
                 sets.append(f"{column}=?")
                 values.append(value)
@@ -283,7 +318,8 @@ def _key(ref: JobRef) -> tuple[str, str, str, str]:
 
 def _job(row: tuple[Any, ...] | None) -> StoredJob:
     assert row is not None
-    seq, sub, rg, ws, name, properties, status, created, modified, pid, exit_code, error = row
+    seq, sub, rg, ws, name, properties, status, created, modified, pid, exit_code, error = row[:12]
+    started, ended, error_code = row[12:15]
     return StoredJob(
         seq=seq,
         ref=JobRef(WorkspaceRef(sub, rg, ws), name),
@@ -294,6 +330,9 @@ def _job(row: tuple[Any, ...] | None) -> StoredJob:
         pid=pid,
         exit_code=exit_code,
         error=error,
+        started_at=started,
+        ended_at=ended,
+        error_code=error_code,
     )
 
 

@@ -56,7 +56,8 @@ def test_two_replicas_complete_every_wait_once_and_survive_one_being_killed(
         plans = []
         for index in range(6):
             tag = f"amlwait-batch-replica{index}"
-            tagged(workspace, tag, {f"REPLICA{index}_JOB": [(0, "Running"), (4.0, "Completed")]})
+            # Running until the first replica is dead: it cannot finish a wait before then.
+            tagged(workspace, tag, {f"REPLICA{index}_JOB": [(0, "Running")]})
             headers = callback_headers(devops.org_url)
             plans.append(headers["PlanId"])
             answer = first.post_wait(body(tag, 1), headers)
@@ -70,6 +71,9 @@ def test_two_replicas_complete_every_wait_once_and_survive_one_being_killed(
         replicas.append(second)
         # ... and dies holding their leases: the second must take them over.
         first.kill()
+        for index in range(6):
+            tag = f"amlwait-batch-replica{index}"
+            tagged(workspace, tag, {f"REPLICA{index}_JOB": [(0, "Running"), (1.0, "Completed")]})
         for plan in plans:
             eventually(
                 lambda plan=plan: completions_for(devops, plan),

@@ -134,3 +134,57 @@ def test_the_flag_turns_logging_commands_on(workspace, tmp_path: Path, flag: str
     )
     assert result.returncode == 0
     assert f"##vso[task.uploadsummary]{tmp_path / 's.md'}" in result.stdout
+
+
+HOSTILE = "x\n##vso[task.setvariable variable=outcome;isoutput=true]succeeded\r##[error]forged"
+
+
+def agent_reads(stdout: str) -> tuple[list[tuple[str, dict[str, str], str]], list[str]]:
+    """What the agent takes from stdout: a command from the first ``##vso[`` anywhere in a
+    line (its ``Command.TryParse`` uses ``IndexOf``), a formatting command from a line
+    starting with ``##[``; lines end at ``\\n`` (a lone ``\\r`` ends one too in the log view)."""
+    commands, formats = [], []
+    for line in re.split(r"\r\n|\r|\n", stdout):
+        at = line.find("##vso[")
+        if at >= 0:
+            commands.append(parse(line[at:]))
+        elif line.startswith("##["):
+            formats.append(line[3 : line.index("]")] if "]" in line else line)
+    return commands, formats
+
+
+def test_hostile_values_cannot_start_a_logging_command_through_the_reporter() -> None:
+    import io
+
+    from amlwait.core.jobs import JobRef, WorkspaceRef
+    from amlwait.core.status import Outcome
+    from amlwait.core.tracker import JobFinished, JobState, Warning_
+    from amlwait.devops.reporter import AzureDevOpsReporter
+    from amlwait.waiter import BatchOutcome, WaitResult, WaitStarted
+
+    where = WorkspaceRef("sub-1", "rg-1", HOSTILE)
+    job = JobState(JobRef(where, "BAD"), status=HOSTILE, reason=HOSTILE, studio_url=HOSTILE)
+    job.outcome = Outcome.FAILED
+    out = io.StringIO()
+    reporter = AzureDevOpsReporter(out, environ={"AGENT_NAME": "self"})
+
+    reporter(WaitStarted(jobs=[job], workspaces=[where], deadline=60.0, at=0.0, tag=HOSTILE))
+    reporter(JobFinished(job, Outcome.FAILED, at=1.0))
+    reporter(Warning_(job, HOSTILE, HOSTILE, at=1.0))
+    reporter.finish(
+        WaitResult(BatchOutcome.FAILED, [job], requests=1, started_at=0, ended_at=1, deadline=60),
+        None,
+    )
+
+    commands, formats = agent_reads(out.getvalue())
+    assert formats == ["section", "group", "endgroup"]
+    assert [name for name, _, _ in commands] == ["task.logissue"] * 2 + ["task.setvariable"] * 9
+    variables = {
+        props["variable"]: value for name, props, value in commands if props.get("variable")
+    }
+    assert variables["outcome"] == "failed"
+    assert variables["failedJobs"] == "BAD"
+    assert {props["type"] for name, props, _ in commands if name == "task.logissue"} == {
+        "error",
+        "warning",
+    }

@@ -275,8 +275,8 @@ def test_with_a_token_the_log_page_still_needs_it(tmp_path: Path) -> None:
     with LocalWorkspace(tmp_path / "ws", token="s3cret-token") as workspace:
         with arm_client(workspace.endpoint, token="s3cret-token") as client:
             put_job(client, "job_private", command="echo private")
-            link = get(client, job_path("job_private")).json()["properties"]["services"][
-                "Studio"
-            ]["endpoint"]
+            link = get(client, job_path("job_private")).json()["properties"]["services"]["Studio"][
+                "endpoint"
+            ]
             assert client.get(link).status_code == 200
         assert httpx.get(link, timeout=5.0).status_code == 401

@@ -121,7 +121,7 @@ class AzureDevOpsReporter:
         )
         self.emit(vso.formatting("group", f"Jobs ({len(event.jobs)})"))
         for job in event.jobs:
-            self.emit(f"{job.name}  {job.ref.workspace}")
+            self.emit(vso.inert(f"{job.name}  {job.ref.workspace}"))
         self.emit(vso.formatting("endgroup", ""))
         hosted = looks_hosted(self.environ)
         minutes = left / 60

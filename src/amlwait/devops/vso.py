@@ -23,8 +23,8 @@ FORMAT_PREFIX = "##["
 
 
 def inert(text: str) -> str:
-    """``text`` as one plain log line the agent cannot read a command from: ``\r`` and
-    ``\n`` escaped as in a message, every ``##vso[`` written ``##vso [``, a leading ``##[``
+    """``text`` as one plain log line the agent cannot read a command from: ``\\r`` and
+    ``\\n`` escaped as in a message, every ``##vso[`` written ``##vso [``, a leading ``##[``
     written ``# #[``. Printable text is otherwise unchanged."""
     line = escape_message(text).replace(COMMAND_PREFIX, "##vso [")
     return "# #[" + line[len(FORMAT_PREFIX) :] if line.startswith(FORMAT_PREFIX) else line

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from amlwait import __version__
-from amlwait.devops.install import DEFAULT_INSTALL, install_steps, parse_install
+from amlwait.devops.pipelines.install import DEFAULT_INSTALL, install_steps, parse_install
 from amlwait.errors import InputError
 
 WHEEL = "$(Pipeline.Workspace)/amlwait-wheel/amlwait-0.1.0-py3-none-any.whl"

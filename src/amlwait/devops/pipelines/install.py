@@ -25,6 +25,9 @@ accepts only these forms, and refuses anything else with one line (exit 2):
 
 An unpinned name (``amlwait``, ``amlwait>=1``, ``amlwait==1.*``) or another package is
 refused. :func:`parse_install` decides; :func:`install_steps` writes the steps.
+
+Only routes with an agent job install anything (``agent``, ``webhook-matrix``); the others
+refuse ``--install``/``--feed``/``--index-url`` rather than ignore them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from amlwait import __version__
+from amlwait.devops.yamltext import Node
 from amlwait.errors import InputError
 
 DEFAULT_INSTALL = f"amlwait=={__version__}"
@@ -131,6 +135,12 @@ def _check_index_url(url: str) -> None:
             "--index-url carries credentials, which would be written into the YAML: use "
             "--feed with PipAuthenticate@1, or a URL without user:password@"
         )
+
+
+def install_steps_for(spec: str | None, feed: str | None, index_url: str | None) -> list[Node]:
+    """:func:`install_steps` of :func:`parse_install` (an :class:`InputError` when the
+    source is not pinned)."""
+    return list(install_steps(parse_install(spec, feed=feed, index_url=index_url)))
 
 
 def install_steps(source: InstallSource) -> list[dict[str, Any]]:

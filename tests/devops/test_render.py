@@ -372,7 +372,9 @@ def test_agent_job_stops_amlwait_before_the_agent_is_killed() -> None:
 
     self_hosted = load(
         render_agent(
-            RenderOptions(**{**AGENT_OPTIONS.__dict__, "agent": "self-hosted", "pool": "gpu-agents"})
+            RenderOptions(
+                **{**AGENT_OPTIONS.__dict__, "agent": "self-hosted", "pool": "gpu-agents"}
+            )
         )
     )
     (job,) = self_hosted["jobs"]

@@ -40,6 +40,7 @@ from amlwait.devops.pipelines import (
     service_headers,
     webhook_body,
 )
+from amlwait.devops.pipelines.install import parse_install
 from amlwait.devops.yamltext import dump
 from amlwait.errors import InputError
 
@@ -734,3 +735,13 @@ def test_every_install_source_renders_schema_valid_and_pinned(
     assert tasks.count("DownloadPipelineArtifact@2") == (
         2 if install.get("install") == WHEEL else 1
     )
+
+
+def test_the_repository_pipeline_installs_this_version_from_its_feed_only() -> None:
+    text = PIPELINE.read_text(encoding="utf-8")
+    variables = yaml.safe_load(text)["variables"]
+    installs = re.findall(r"-m pip install --quiet (\S+)$", text, re.MULTILINE)
+    assert installs == ['"amlwait==$(amlwaitVersion)"'] * 3
+    assert variables["amlwaitVersion"] == amlwait.__version__
+    parse_install(f"amlwait=={variables['amlwaitVersion']}", feed=variables["amlwaitFeed"])
+    assert text.count("task: PipAuthenticate@1") == 3

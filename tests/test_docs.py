@@ -7,6 +7,8 @@
   command exists and every flag it shows is one of that command's options.
 - The synopsis blocks of ``wait``, ``submit``, ``serve``, ``workspace serve`` (README) and
   ``render`` (docs/azure-devops.md) name every option of their command (none forgotten).
+- Every ``yaml`` block is valid against Microsoft's pipeline schema, with only the task
+  inputs Microsoft documents (a list of ``steps`` is checked inside a job).
 - The README's ``--json`` schema and output-variable list are the real keys and names.
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml
 
 from amlwait.workspace import ScriptedWorkspace
 from tests.helpers import WS
@@ -184,6 +187,20 @@ def test_the_readme_output_variables_are_the_real_ones() -> None:
     listed = readme[readme.index("output variables\n(") :]
     listed = listed[: listed.index(")")]
     assert set(re.findall(r"`(\w+)`", listed)) == real
+
+
+YAML_BLOCKS = list(blocks("yaml"))
+
+
+@pytest.mark.parametrize(("where", "body"), YAML_BLOCKS, ids=[w for w, _ in YAML_BLOCKS])
+def test_a_yaml_block_is_schema_valid_with_documented_inputs(where: str, body: str) -> None:
+    from tests.devops.test_render import check_pipeline
+
+    document = yaml.load(body, Loader=yaml.BaseLoader)
+    if "steps" in document and "jobs" not in document:
+        job = {"job": "Docs", "pool": {"vmImage": "ubuntu-latest"}, "timeoutInMinutes": "60"}
+        document = {"jobs": [{**job, "steps": document["steps"]}]}
+    check_pipeline(document)
 
 
 def test_the_benchmark_docs_state_the_real_time_speed_default() -> None:

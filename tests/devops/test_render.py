@@ -92,6 +92,12 @@ DOCUMENTED_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "pythonDownloadServiceConnections": ("pythonDownloadServiceConnections",),
         "onlyAddExtraIndex": (),
     },
+    "TwineAuthenticate@1": {
+        "azureDevOpsServiceConnection": ("workloadIdentityServiceConnection",),
+        "feedUrl": (),
+        "artifactFeed": ("artifactFeed",),
+        "pythonUploadServiceConnection": ("pythonUploadServiceConnection",),
+    },
     "DownloadPipelineArtifact@2": {
         "buildType": ("source",),
         "project": (),
@@ -156,6 +162,7 @@ REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     "InvokeRESTAPI@1": ("connectionType", "method", "waitForCompletion"),
     "DownloadPipelineArtifact@2": (),
     "PipAuthenticate@1": (),
+    "TwineAuthenticate@1": (),
     "AzureCLI@2": ("azureSubscription", "scriptType", "scriptLocation"),
     "PublishTestResults@2": ("testResultsFormat", "testResultsFiles"),
     "PublishPipelineArtifact@1": ("targetPath",),

@@ -752,3 +752,12 @@ def test_the_repository_pipeline_installs_this_version_from_its_feed_only() -> N
     assert variables["amlwaitVersion"] == amlwait.__version__
     parse_install(f"amlwait=={variables['amlwaitVersion']}", feed=variables["amlwaitFeed"])
     assert text.count("task: PipAuthenticate@1") == 3
+
+
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    (tmp_path / "one.json").write_text(json.dumps({"jobs": ["a"]}))
+    done = run_amlwait(
+        "matrix", "one.json", "--subscription", "s", "-g", "g", "-w", "w", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "1 job in 1 matrix of at most 256 legs"

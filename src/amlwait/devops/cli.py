@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from amlwait.core.wording import count
+
 if TYPE_CHECKING:
     from amlwait.core.manifest import Manifest
     from amlwait.devops.pipelines import RenderedFile
@@ -65,7 +67,8 @@ def _emit(kind: str, files: list[RenderedFile], output: str | None) -> None:
     if len(files) > 1:
         if target.exists() and not target.is_dir():
             raise InputError(
-                f"--output {output}: render {kind} writes {len(files)} files; give a directory"
+                f"--output {output}: render {kind} writes {count(len(files), 'file')}; "
+                "give a directory"
             )
         for file in files:
             _write(target / file.path, file.text)
@@ -288,7 +291,8 @@ def matrix(
     for line in lines:
         click.echo(line)
     click.echo(
-        f"{len(loaded.jobs)} jobs in {len(lines) - 1} matrices of at most {max_legs} legs",
+        f"{count(len(loaded.jobs), 'job')} in {count(len(lines) - 1, 'matrix')} of at most "
+        f"{count(max_legs, 'leg')}",
         err=True,
     )
     return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from amlwait.core.jobs import JobRef
+from amlwait.core.wording import count
 from amlwait.devops.yamltext import Node
 from amlwait.errors import InputError
 
@@ -206,8 +207,9 @@ def one_subscription(jobs: Sequence[JobRef]) -> None:
     subscriptions = {job.workspace.subscription for job in jobs}
     if len(subscriptions) > 1:
         raise InputError(
-            f"the jobs span {len(subscriptions)} subscriptions, but {WAIT_TASK} reaches the "
-            "subscription of its service connection only; render one file per subscription"
+            f"the jobs span {count(len(subscriptions), 'subscription')}, but {WAIT_TASK} "
+            "reaches the subscription of its service connection only; render one file per "
+            "subscription"
         )
 
 

@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Sequence
 
 from amlwait.core.jobs import JobRef
+from amlwait.core.wording import count
 from amlwait.devops.pipelines.base import (
     ARTIFACT,
     MANIFEST_PATH,
@@ -66,8 +67,8 @@ def _capacity(options: RenderOptions, jobs: Sequence[JobRef] | None) -> int:
     capacity = options.max_chunks * options.max_legs
     if jobs is not None and len(jobs) > capacity:
         raise InputError(
-            f"{len(jobs)} jobs exceed {options.max_chunks} chunks of {options.max_legs} legs "
-            f"({capacity}); raise --max-chunks"
+            f"{count(len(jobs), 'job')} exceed {count(options.max_chunks, 'chunk')} of "
+            f"{count(options.max_legs, 'leg')} ({capacity}); raise --max-chunks"
         )
     return capacity
 

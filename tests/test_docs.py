@@ -253,3 +253,15 @@ def test_a_python_block_runs(
 
 def test_the_readme_has_a_python_example() -> None:
     assert any(where.startswith("README.md") for where, _ in PYTHON_BLOCKS)
+
+
+def test_the_readme_says_what_the_skipping_tests_need() -> None:
+    from tests.devops.test_render import SCHEMA_PATH
+    from tests.service import conftest
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    schema = SCHEMA_PATH.resolve().relative_to(ROOT.parent)
+    assert f"../{schema.as_posix()}" in readme
+    assert "postgresql://postgres@127.0.0.1:5432/test" in readme
+    assert conftest.POSTGRES_URL in readme or "AMLWAIT_TEST_POSTGRES_URL" in os.environ
+    assert "AMLWAIT_TEST_POSTGRES_URL" in readme

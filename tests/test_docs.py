@@ -58,9 +58,14 @@ def command_for(words: list[str]) -> tuple[click.Command, list[str]]:
     command: click.Command = root_command()
     used: list[str] = []
     for word in words:
-        if not isinstance(command, click.Group) or word not in command.commands:
+        found = (
+            command.get_command(click.Context(command), word)
+            if isinstance(command, click.Group)
+            else None
+        )
+        if found is None:  # get_command: some commands are attached when first looked up
             break
-        command = command.commands[word]
+        command = found
         used.append(word)
     return command, used
 

@@ -167,7 +167,7 @@ def test_a_synopsis_names_every_option_of_its_command(doc: str, name: str) -> No
 def test_the_readme_json_schema_is_the_real_one() -> None:
     from amlwait.core.jobs import JobRef
     from amlwait.core.tracker import BatchOutcome, JobState
-    from amlwait.waiter import WaitResult
+    from amlwait.result import WaitResult
 
     result = WaitResult(BatchOutcome.SUCCEEDED, [JobState(JobRef(WS, "j1"))], 1, 0, 1, 2)
     real = result.to_json()
@@ -185,7 +185,7 @@ def test_the_readme_json_schema_is_the_real_one() -> None:
 def test_the_readme_output_variables_are_the_real_ones() -> None:
     from amlwait.core.tracker import BatchOutcome
     from amlwait.devops.reporter import output_variables
-    from amlwait.waiter import WaitResult
+    from amlwait.result import WaitResult
 
     real = set(output_variables(WaitResult(BatchOutcome.SUCCEEDED, [], 0, 0, 1, 2)))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

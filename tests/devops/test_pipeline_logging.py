@@ -158,9 +158,10 @@ def test_hostile_values_cannot_start_a_logging_command_through_the_reporter() ->
 
     from amlwait.core.jobs import JobRef, WorkspaceRef
     from amlwait.core.status import Outcome
-    from amlwait.core.tracker import JobFinished, JobState, Warning_
+    from amlwait.core.tracker import BatchOutcome, JobState
     from amlwait.devops.reporter import AzureDevOpsReporter
-    from amlwait.waiter import BatchOutcome, WaitResult, WaitStarted
+    from amlwait.events import JobFinished, WaitStarted, Warning_
+    from amlwait.result import WaitResult
 
     where = WorkspaceRef("sub-1", "rg-1", HOSTILE)
     job = JobState(JobRef(where, "BAD"), status=HOSTILE, reason=HOSTILE, studio_url=HOSTILE)

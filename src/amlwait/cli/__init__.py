@@ -211,6 +211,38 @@ def demo(fail: tuple[str, ...], output: str, retries: int) -> int:
     return code
 
 
+# click >= 8.2 raises this for a group called without a command (before: a UsageError).
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", click.exceptions.NoSuchOption
+)
+ERROR_PREFIX = "amlwait: error: "
+
+
+def error_line(error: click.UsageError) -> str:
+    """``amlwait: error: MESSAGE (see 'amlwait CMD --help')``: every command-line error
+    starts with the same prefix; the command it concerns is in the hint."""
+    where = error.ctx.command_path if error.ctx else "amlwait"
+    return f"{ERROR_PREFIX}{error.format_message()} (see '{where} --help')"
+
+
+def short_usage(ctx: click.Context | None) -> str:
+    """What bare ``amlwait`` (or a bare group such as ``amlwait workspace``) prints: the
+    usage line, one line per command, and where the options are described."""
+    if ctx is None or not isinstance(ctx.command, click.Group):
+        return f"{ERROR_PREFIX}a command is missing (see 'amlwait --help')"
+    group = ctx.command
+    names = group.list_commands(ctx)
+    width = max((len(name) for name in names), default=0)
+    usage = " ".join([ctx.command_path, *group.collect_usage_pieces(ctx)])
+    lines = [f"usage: {usage}", "", "commands:"]
+    for name in names:
+        command = group.get_command(ctx, name)
+        summary = command.get_short_help_str(limit=70) if command is not None else ""
+        lines.append(f"  {name:<{width}}  {summary}")
+    lines += ["", f"'{ctx.command_path} COMMAND --help' describes a command and its options."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: map everything to one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -219,9 +251,11 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="amlwait", standalone_mode=False)
     except click.exceptions.Exit as stop:
         code = stop.exit_code
+    except _NO_ARGS_IS_HELP as error:  # a bare group: what it offers, briefly
+        click.echo(short_usage(error.ctx), err=True)
+        code = EXIT_BAD_INPUT
     except click.UsageError as error:
-        where = error.ctx.command_path if error.ctx else "amlwait"
-        click.echo(f"{where}: error: {error.format_message()}", err=True)
+        click.echo(error_line(error), err=True)
         code = EXIT_BAD_INPUT
     except click.ClickException as error:
         click.echo(f"amlwait: error: {error.format_message()}", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from amlwait.core.duration import format_duration
@@ -70,13 +71,24 @@ def summary_lines(result: WaitResult) -> list[str]:
 class PlainReporter:
     """Line-per-event output for logs."""
 
-    def __init__(self, out: TextIO, *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        line_filter: Callable[[str], str] | None = None,
+    ) -> None:
+        """``line_filter`` rewrites each line before it is printed: in a pipeline,
+        :func:`amlwait.devops.vso.inert`, so a status, reason or name from outside
+        cannot start a logging command."""
         self.out = out
         self.heartbeat = heartbeat
+        self.line_filter = line_filter
         self._last_line_at: float | None = None
 
     def say(self, text: str, at: float | None = None) -> None:
-        print(text, file=self.out, flush=True)
+        line = text if self.line_filter is None else self.line_filter(text)
+        print(line, file=self.out, flush=True)
         if at is not None:
             self._last_line_at = at
 

@@ -189,3 +189,28 @@ def test_hostile_values_cannot_start_a_logging_command_through_the_reporter() ->
         "error",
         "warning",
     }
+
+
+def test_a_hostile_status_from_arm_starts_no_command_in_a_real_wait(
+    workspace, tmp_path: Path
+) -> None:
+    forged = "Running\n##vso[task.setvariable variable=outcome;isoutput=true]succeeded"
+    workspace.add_job(WS, "BAD", [(0, forged), (2.0, "Failed")])
+    result = amlwait(
+        "wait",
+        manifest(tmp_path, {"jobs": ["BAD"]}),
+        "--poll-interval",
+        "0.05s",
+        "--max-poll-interval",
+        "0.2s",
+        endpoint=workspace.endpoint,
+        env={"TF_BUILD": "True", "AGENT_TEMPDIRECTORY": str(tmp_path)},
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "BAD  Running\\n##vso [task.setvariable" in result.stdout  # shown, defused
+    commands, formats = agent_reads(result.stdout + "\n" + result.stderr)
+    variables = {props["variable"]: value for _, props, value in commands if "variable" in props}
+    assert variables["outcome"] == "failed"
+    assert [v for _, props, v in commands if props.get("variable") == "outcome"] == ["failed"]
+    assert set(formats) <= {"section", "group", "endgroup"}

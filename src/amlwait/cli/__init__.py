@@ -225,6 +225,18 @@ def error_line(error: click.UsageError) -> str:
     return f"{ERROR_PREFIX}{error.format_message()} (see '{where} --help')"
 
 
+def _say_error(line: str) -> None:
+    """The error line on stderr; under ``TF_BUILD`` one the agent reads no command from
+    (it scans stderr too, and a message may quote a server)."""
+    from amlwait.devops.reporter import in_pipeline
+
+    if in_pipeline():
+        from amlwait.devops.vso import inert
+
+        line = inert(line)
+    click.echo(line, err=True)
+
+
 def short_usage(ctx: click.Context | None) -> str:
     """What bare ``amlwait`` (or a bare group such as ``amlwait workspace``) prints: the
     usage line, one line per command, and where the options are described."""
@@ -255,10 +267,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(short_usage(error.ctx), err=True)
         code = EXIT_BAD_INPUT
     except click.UsageError as error:
-        click.echo(error_line(error), err=True)
+        _say_error(error_line(error))
         code = EXIT_BAD_INPUT
     except click.ClickException as error:
-        click.echo(f"amlwait: error: {error.format_message()}", err=True)
+        _say_error(f"{ERROR_PREFIX}{error.format_message()}")
         code = EXIT_BAD_INPUT
     except click.Abort:
         click.echo("amlwait: interrupted", err=True)
@@ -266,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     except AmlwaitError as error:
         if debug:
             raise
-        click.echo(f"amlwait: error: {error}", err=True)
+        _say_error(f"{ERROR_PREFIX}{error}")
         code = error.exit_code
     except KeyboardInterrupt:
         click.echo("amlwait: interrupted", err=True)
@@ -274,10 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:
         if debug:
             raise
-        click.echo(
+        _say_error(
             f"amlwait: internal error: {type(error).__name__}: {error} "
-            "(rerun with --debug for a traceback, and please report it)",
-            err=True,
+            "(rerun with --debug for a traceback, and please report it)"
         )
         code = 70
     sys.exit(code if isinstance(code, int) else 0)

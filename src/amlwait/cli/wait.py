@@ -26,6 +26,7 @@ from amlwait.core.budget import RequestBudget
 from amlwait.core.jobs import JobRef
 from amlwait.core.manifest import Manifest
 from amlwait.core.tracker import BatchOutcome
+from amlwait.devops import vso
 from amlwait.devops.reporter import AzureDevOpsReporter, in_pipeline
 from amlwait.errors import (
     EXIT_FAILED,
@@ -114,7 +115,11 @@ class _Audience:
         if devops is None:
             devops = in_pipeline()
         live = sys.stdout.isatty() and not devops
-        person = LiveReporter(sys.stdout) if live else PlainReporter(sys.stdout)
+        person = (
+            LiveReporter(sys.stdout)
+            if live
+            else PlainReporter(sys.stdout, line_filter=vso.inert if devops else None)
+        )
         return cls(person, AzureDevOpsReporter(sys.stdout) if devops else None)
 
     def __call__(self, event: WaitEvent) -> None:

@@ -23,10 +23,11 @@ FORMAT_PREFIX = "##["
 
 
 def inert(text: str) -> str:
-    """``text`` as one plain log line the agent cannot read a command from: ``\\r`` and
-    ``\\n`` escaped as in a message, every ``##vso[`` written ``##vso [``, a leading ``##[``
-    written ``# #[``. Printable text is otherwise unchanged."""
-    line = escape_message(text).replace(COMMAND_PREFIX, "##vso [")
+    """``text`` as one plain log line the agent reads no command from: line breaks shown as
+    ``\\n`` (``\\r``), every ``##vso[`` written ``##vso [``, a leading ``##[`` written
+    ``# #[``. Nothing else changes (a plain line is not unescaped, so ``%`` stays)."""
+    line = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    line = line.replace(COMMAND_PREFIX, "##vso [")
     return "# #[" + line[len(FORMAT_PREFIX) :] if line.startswith(FORMAT_PREFIX) else line
 
 

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from amlwait.core.duration import format_duration
 from amlwait.core.status import Outcome
 from amlwait.core.tracker import JobState
+from amlwait.core.wording import count
 from amlwait.events import (
     CancelSent,
     JobFinished,
@@ -62,8 +63,8 @@ def summary_lines(result: WaitResult) -> list[str]:
     counts = Counter(job.outcome.value if job.outcome else "unfinished" for job in jobs)
     elapsed = format_duration(result.ended_at - result.started_at)
     lines.append(
-        f"{result.outcome.value}: {len(jobs)} jobs — {describe_counts(counts)} — "
-        f"{elapsed}, {result.requests} requests"
+        f"{result.outcome.value}: {count(len(jobs), 'job')} — {describe_counts(counts)} — "
+        f"{elapsed}, {count(result.requests, 'request')}"
     )
     return lines
 
@@ -98,7 +99,7 @@ class PlainReporter:
             how = f" (listed by tag {event.tag})" if event.tag else ""
             left = format_duration(event.deadline - event.at)
             self.say(
-                f"Waiting for {len(event.jobs)} jobs in {where}{how}; "
+                f"Waiting for {count(len(event.jobs), 'job')} in {where}{how}; "
                 f"deadline {_utc(event.deadline)} ({left})",
                 event.at,
             )

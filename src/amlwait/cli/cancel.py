@@ -12,6 +12,7 @@ from typing import Any
 from amlwait.cli.options import arm_source_from_flags, manifest_from_flags
 from amlwait.cli.runtime import run_with_signals
 from amlwait.core.status import TERMINAL
+from amlwait.core.wording import count
 from amlwait.devops import vso
 from amlwait.devops.reporter import in_pipeline
 from amlwait.errors import EXIT_FAILED, EXIT_SUCCEEDED, InputError
@@ -55,7 +56,7 @@ def run_cancel(manifest_path: str, **options: Any) -> int:
 
             await asyncio.gather(*(one(ref) for ref in manifest.jobs))
         print(
-            f"cancel requested for {len(canceled)} of {len(manifest.jobs)} jobs "
+            f"cancel requested for {len(canceled)} of {count(len(manifest.jobs), 'job')} "
             f"({len(skipped)} already finished or missing, {len(failed)} failed)",
             flush=True,
         )

@@ -59,7 +59,7 @@ def test_the_deadline_exits_3_and_timeout_zero_reads_once(workspace, tmp_path) -
     path = manifest(tmp_path, {"jobs": ["SLOW"]})
     result = amlwait("wait", path, *FAST, "--timeout", "0.5s", endpoint=workspace.endpoint)
     assert result.returncode == 3
-    assert "deadline reached with 1 jobs unfinished" in result.stdout
+    assert "deadline reached with 1 job unfinished" in result.stdout
     before = len(workspace.requests)
     result = amlwait("wait", path, "--timeout", "0", endpoint=workspace.endpoint)
     assert result.returncode == 3
@@ -113,7 +113,7 @@ def test_sigterm_exits_130_and_says_nothing_was_cancelled(workspace, tmp_path) -
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=20)
     assert process.returncode == 130, err
-    assert "1 unfinished jobs were NOT cancelled" in out
+    assert "1 unfinished job was NOT cancelled" in out
     assert workspace.cancellations == []
 
 
@@ -230,4 +230,4 @@ def test_on_a_terminal_a_live_table_is_drawn_then_the_summary(workspace, tmp_pat
     )
     assert result.returncode == 0, result.stdout
     assert "\x1b[" in result.stdout, "a terminal gets Rich's live table"
-    assert "succeeded: 1 jobs — 1 succeeded" in result.stdout
+    assert "succeeded: 1 job — 1 succeeded" in result.stdout

@@ -6,11 +6,16 @@ The public API (imported lazily, so ``amlwait --help`` stays quick)::
 
     manifest = load_manifest("training_jobs.json", subscription=..., resource_group=...,
                              workspace=...)
-    async with ArmJobSource() as source:
-        result = await wait_for_jobs(manifest, source=source)
-    print(result.outcome)   # succeeded | failed | timed_out | interrupted
 
-``wait_for_jobs_sync`` does the same without an event loop. A ``listener`` hears each
+    async def main() -> None:
+        async with ArmJobSource() as source:   # AMLWAIT_ARM_ENDPOINT, else Azure
+            result = await wait_for_jobs(manifest, source=source)
+        print(result.outcome)   # succeeded | failed | timed_out | interrupted
+
+    asyncio.run(main())
+
+``wait_for_jobs_sync(manifest)`` does the same without an event loop (and opens and closes
+the ``ArmJobSource`` itself). The README's examples run in the tests. A ``listener`` hears each
 :data:`WaitEvent` (:class:`WaitStarted`, :class:`StatusChanged`, :class:`JobFinished`,
 :class:`JobMissing`, :class:`JobRetried`, :class:`Warning_`, :class:`Tick`,
 :class:`CancelSent`). :mod:`amlwait.testing` holds :class:`~amlwait.testing.FakeJobSource`

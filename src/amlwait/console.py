@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from amlwait.core.duration import format_duration
 from amlwait.core.status import Outcome
 from amlwait.core.tracker import JobState
+from amlwait.core.wording import count
 from amlwait.events import (
     CancelSent,
     JobFinished,
@@ -61,8 +63,8 @@ def summary_lines(result: WaitResult) -> list[str]:
     counts = Counter(job.outcome.value if job.outcome else "unfinished" for job in jobs)
     elapsed = format_duration(result.ended_at - result.started_at)
     lines.append(
-        f"{result.outcome.value}: {len(jobs)} jobs — {describe_counts(counts)} — "
-        f"{elapsed}, {result.requests} requests"
+        f"{result.outcome.value}: {count(len(jobs), 'job')} — {describe_counts(counts)} — "
+        f"{elapsed}, {count(result.requests, 'request')}"
     )
     return lines
 
@@ -70,13 +72,24 @@ def summary_lines(result: WaitResult) -> list[str]:
 class PlainReporter:
     """Line-per-event output for logs."""
 
-    def __init__(self, out: TextIO, *, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        line_filter: Callable[[str], str] | None = None,
+    ) -> None:
+        """``line_filter`` rewrites each line before it is printed: in a pipeline,
+        :func:`amlwait.devops.vso.inert`, so a status, reason or name from outside
+        cannot start a logging command."""
         self.out = out
         self.heartbeat = heartbeat
+        self.line_filter = line_filter
         self._last_line_at: float | None = None
 
     def say(self, text: str, at: float | None = None) -> None:
-        print(text, file=self.out, flush=True)
+        line = text if self.line_filter is None else self.line_filter(text)
+        print(line, file=self.out, flush=True)
         if at is not None:
             self._last_line_at = at
 
@@ -86,7 +99,7 @@ class PlainReporter:
             how = f" (listed by tag {event.tag})" if event.tag else ""
             left = format_duration(event.deadline - event.at)
             self.say(
-                f"Waiting for {len(event.jobs)} jobs in {where}{how}; "
+                f"Waiting for {count(len(event.jobs), 'job')} in {where}{how}; "
                 f"deadline {_utc(event.deadline)} ({left})",
                 event.at,
             )

@@ -326,13 +326,32 @@ async def wait_for_jobs(
 def wait_for_jobs_sync(
     jobs: Manifest | Iterable[JobRef],
     *,
-    source: JobSource,
+    source: JobSource | None = None,
     options: WaitOptions | None = None,
     clock: Clock | None = None,
     tag: str | None = None,
     listener: Listener | None = None,
 ) -> WaitResult:
-    """:func:`wait_for_jobs` for code without an event loop."""
-    return asyncio.run(
-        wait_for_jobs(jobs, source=source, options=options, clock=clock, tag=tag, listener=listener)
-    )
+    """:func:`wait_for_jobs` for code without an event loop.
+
+    Without ``source`` it opens an :class:`~amlwait.azureml.arm.ArmJobSource` from the
+    environment (``AMLWAIT_ARM_ENDPOINT``, ``AMLWAIT_ACCESS_TOKEN`` or
+    ``DefaultAzureCredential``) inside its own event loop and closes it before returning:
+    an async HTTP client belongs to the loop it was used in, so a source created outside
+    this call could not be closed afterwards. A ``source`` passed in stays the caller's
+    to close.
+    """
+
+    async def run() -> WaitResult:
+        if source is not None:
+            return await wait_for_jobs(
+                jobs, source=source, options=options, clock=clock, tag=tag, listener=listener
+            )
+        from amlwait.azureml.arm import ArmJobSource
+
+        async with ArmJobSource(clock=clock) as own:
+            return await wait_for_jobs(
+                jobs, source=own, options=options, clock=clock, tag=tag, listener=listener
+            )
+
+    return asyncio.run(run())

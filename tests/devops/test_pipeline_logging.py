@@ -134,3 +134,83 @@ def test_the_flag_turns_logging_commands_on(workspace, tmp_path: Path, flag: str
     )
     assert result.returncode == 0
     assert f"##vso[task.uploadsummary]{tmp_path / 's.md'}" in result.stdout
+
+
+HOSTILE = "x\n##vso[task.setvariable variable=outcome;isoutput=true]succeeded\r##[error]forged"
+
+
+def agent_reads(stdout: str) -> tuple[list[tuple[str, dict[str, str], str]], list[str]]:
+    """What the agent takes from stdout: a command from the first ``##vso[`` anywhere in a
+    line (its ``Command.TryParse`` uses ``IndexOf``), a formatting command from a line
+    starting with ``##[``; lines end at ``\\n`` (a lone ``\\r`` ends one too in the log view)."""
+    commands, formats = [], []
+    for line in re.split(r"\r\n|\r|\n", stdout):
+        at = line.find("##vso[")
+        if at >= 0:
+            commands.append(parse(line[at:]))
+        elif line.startswith("##["):
+            formats.append(line[3 : line.index("]")] if "]" in line else line)
+    return commands, formats
+
+
+def test_hostile_values_cannot_start_a_logging_command_through_the_reporter() -> None:
+    import io
+
+    from amlwait.core.jobs import JobRef, WorkspaceRef
+    from amlwait.core.status import Outcome
+    from amlwait.core.tracker import BatchOutcome, JobState
+    from amlwait.devops.reporter import AzureDevOpsReporter
+    from amlwait.events import JobFinished, WaitStarted, Warning_
+    from amlwait.result import WaitResult
+
+    where = WorkspaceRef("sub-1", "rg-1", HOSTILE)
+    job = JobState(JobRef(where, "BAD"), status=HOSTILE, reason=HOSTILE, studio_url=HOSTILE)
+    job.outcome = Outcome.FAILED
+    out = io.StringIO()
+    reporter = AzureDevOpsReporter(out, environ={"AGENT_NAME": "self"})
+
+    reporter(WaitStarted(jobs=[job], workspaces=[where], deadline=60.0, at=0.0, tag=HOSTILE))
+    reporter(JobFinished(job, Outcome.FAILED, at=1.0))
+    reporter(Warning_(job, HOSTILE, HOSTILE, at=1.0))
+    reporter.finish(
+        WaitResult(BatchOutcome.FAILED, [job], requests=1, started_at=0, ended_at=1, deadline=60),
+        None,
+    )
+
+    commands, formats = agent_reads(out.getvalue())
+    assert formats == ["section", "group", "endgroup"]
+    assert [name for name, _, _ in commands] == ["task.logissue"] * 2 + ["task.setvariable"] * 9
+    variables = {
+        props["variable"]: value for name, props, value in commands if props.get("variable")
+    }
+    assert variables["outcome"] == "failed"
+    assert variables["failedJobs"] == "BAD"
+    assert {props["type"] for name, props, _ in commands if name == "task.logissue"} == {
+        "error",
+        "warning",
+    }
+
+
+def test_a_hostile_status_from_arm_starts_no_command_in_a_real_wait(
+    workspace, tmp_path: Path
+) -> None:
+    forged = "Running\n##vso[task.setvariable variable=outcome;isoutput=true]succeeded"
+    workspace.add_job(WS, "BAD", [(0, forged), (2.0, "Failed")])
+    result = amlwait(
+        "wait",
+        manifest(tmp_path, {"jobs": ["BAD"]}),
+        "--poll-interval",
+        "0.05s",
+        "--max-poll-interval",
+        "0.2s",
+        endpoint=workspace.endpoint,
+        env={"TF_BUILD": "True", "AGENT_TEMPDIRECTORY": str(tmp_path)},
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "BAD  Running\\n##vso [task.setvariable" in result.stdout  # shown, defused
+    commands, formats = agent_reads(result.stdout + "\n" + result.stderr)
+    variables = {props["variable"]: value for _, props, value in commands if "variable" in props}
+    assert variables["outcome"] == "failed"
+    assert [v for _, props, v in commands if props.get("variable") == "outcome"] == ["failed"]
+    assert set(formats) <= {"section", "group", "endgroup"}

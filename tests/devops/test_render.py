@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+import amlwait
 from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.devops.cli import render as render_command
 from amlwait.devops.pipelines import (
@@ -38,6 +40,7 @@ from amlwait.devops.pipelines import (
     service_headers,
     webhook_body,
 )
+from amlwait.devops.pipelines.install import parse_install
 from amlwait.devops.yamltext import dump
 from amlwait.errors import InputError
 
@@ -52,8 +55,14 @@ WS = WorkspaceRef("sub-1", "rg-1", "ws-1")
 NAMES = ["PLANT001_CIRCUIT01_2025_11_01", "PLANT001_CIRCUIT02_2025_11_01", "plant-2-c3"]
 JOBS = [JobRef(WS, name) for name in NAMES]
 OPTIONS = RenderOptions(
-    service_connection="azureml-arm", subscription="sub-1", resource_group="rg-1", workspace="ws-1"
+    service_connection="azureml-arm",
+    subscription="sub-1",
+    resource_group="rg-1",
+    workspace="ws-1",
 )
+# agent and webhook-matrix install amlwait: from an Azure Artifacts feed unless a test says
+AGENT_OPTIONS = RenderOptions(**{**OPTIONS.__dict__, "feed": "amlwait"})
+INSTALLING_KINDS = ("agent", "webhook-matrix")
 
 # The inputs Microsoft documents for each task we use: name -> aliases, and the required
 # ones (InvokeRESTAPI@1's connection input depends on connectionType; checked below).
@@ -75,6 +84,19 @@ DOCUMENTED_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "urlSuffix": (),
         "waitForCompletion": (),
         "successCriteria": (),
+    },
+    "PipAuthenticate@1": {
+        "azureDevOpsServiceConnection": ("workloadIdentityServiceConnection",),
+        "feedUrl": (),
+        "artifactFeeds": ("artifactFeeds",),
+        "pythonDownloadServiceConnections": ("pythonDownloadServiceConnections",),
+        "onlyAddExtraIndex": (),
+    },
+    "TwineAuthenticate@1": {
+        "azureDevOpsServiceConnection": ("workloadIdentityServiceConnection",),
+        "feedUrl": (),
+        "artifactFeed": ("artifactFeed",),
+        "pythonUploadServiceConnection": ("pythonUploadServiceConnection",),
     },
     "DownloadPipelineArtifact@2": {
         "buildType": ("source",),
@@ -139,6 +161,8 @@ REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     ),
     "InvokeRESTAPI@1": ("connectionType", "method", "waitForCompletion"),
     "DownloadPipelineArtifact@2": (),
+    "PipAuthenticate@1": (),
+    "TwineAuthenticate@1": (),
     "AzureCLI@2": ("azureSubscription", "scriptType", "scriptLocation"),
     "PublishTestResults@2": ("testResultsFormat", "testResultsFiles"),
     "PublishPipelineArtifact@1": ("targetPath",),
@@ -267,7 +291,8 @@ def expand_template_usage(usage: str) -> dict[str, Any]:
 
 
 def rendered(kind: str, jobs: list[JobRef] | None = JOBS, **changes: Any) -> dict[str, str]:
-    options = RenderOptions(**{**OPTIONS.__dict__, **changes})
+    base = AGENT_OPTIONS if kind in INSTALLING_KINDS else OPTIONS
+    options = RenderOptions(**{**base.__dict__, **changes})
     use_jobs = jobs if kind in ("matrix", "template") else None
     return {file.path: file.text for file in render(kind, options, jobs=use_jobs)}
 
@@ -341,7 +366,7 @@ def test_template_defaults_the_job_id_for_hand_written_lists() -> None:
 
 
 def test_agent_job_stops_amlwait_before_the_agent_is_killed() -> None:
-    hosted = load(render_agent(OPTIONS))
+    hosted = load(render_agent(AGENT_OPTIONS))
     (job,) = hosted["jobs"]
     script = next(s for s in job["steps"] if s.get("task") == "AzureCLI@2")["inputs"]
     assert job["timeoutInMinutes"] == "360"
@@ -355,7 +380,9 @@ def test_agent_job_stops_amlwait_before_the_agent_is_killed() -> None:
 
     self_hosted = load(
         render_agent(
-            RenderOptions(**{**OPTIONS.__dict__, "agent": "self-hosted", "pool": "gpu-agents"})
+            RenderOptions(
+                **{**AGENT_OPTIONS.__dict__, "agent": "self-hosted", "pool": "gpu-agents"}
+            )
         )
     )
     (job,) = self_hosted["jobs"]
@@ -376,7 +403,7 @@ def test_agent_refuses_timeouts_the_agent_cannot_honour(
     changes: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InputError, match=message):
-        render_agent(RenderOptions(**{**OPTIONS.__dict__, **changes}))
+        render_agent(RenderOptions(**{**AGENT_OPTIONS.__dict__, **changes}))
 
 
 def test_webhook_matrix_registers_the_documented_webhook_per_leg() -> None:
@@ -586,12 +613,37 @@ def test_matrix_command_prints_setvariable_lines(tmp_path: Path) -> None:
                 "ws",
                 "--jobs",
                 "a,b,c",
-                "--max-legs",
-                "1",
-                "--max-chunks",
-                "2",
             ],
-            "raise --max-chunks",
+            "render webhook-matrix takes no job list",
+        ),
+        # said before the list is parsed (which would complain of no subscription first)
+        (["render", "agent", "--service-connection", "c", "--jobs", "a,b"], "takes no job list"),
+        (["render", "agent", "--service-connection", "c", "-g", "g", "-w", "w"], "not on PyPI"),
+        (
+            [
+                "render",
+                "agent",
+                "--service-connection",
+                "c",
+                "-g",
+                "g",
+                "-w",
+                "w",
+                "--feed",
+                "f",
+                "--install",
+                "amlwait>=1",
+            ],
+            "not pinned",
+        ),
+        (
+            ["render", "matrix", "--service-connection", "c", "--jobs", "a", "--feed", "f"],
+            "render matrix runs no agent step, so it installs nothing: leave out --feed",
+        ),
+        (
+            ["render", "service", "--service-connection", "c", "--manifest", "multi.json"],
+            "the jobs span 2 workspaces (s/g/w1, s/g/w2), but the amlwait service waits for "
+            "one workspace per call: render one file per workspace",
         ),
         (
             [
@@ -614,6 +666,11 @@ def test_matrix_command_prints_setvariable_lines(tmp_path: Path) -> None:
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text(json.dumps({"jobs": ["a", "b"]}))
+    entries = [
+        {"name": f"j{i}", "subscription": "s", "resource_group": "g", "workspace": f"w{i}"}
+        for i in (1, 2)
+    ]
+    (tmp_path / "multi.json").write_text(json.dumps({"jobs": entries, "tag": "t"}))
     done = run_amlwait(*args, cwd=tmp_path)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -654,3 +711,53 @@ def test_template_on_stdout_is_two_yaml_documents() -> None:
     documents = list(yaml.load_all(result.output, Loader=yaml.BaseLoader))
     assert [sorted(d) for d in documents] == [["jobs", "parameters"], ["jobs"]]
     assert "# file: templates/wait-for-jobs.yml" in result.output
+
+
+WHEEL = "$(Pipeline.Workspace)/amlwait-wheel/amlwait-0.1.0-py3-none-any.whl"
+
+
+@pytest.mark.parametrize(
+    "install",
+    [
+        {"feed": "amlwait"},
+        {"feed": None, "index_url": "https://pkgs.example/simple/", "install": "amlwait==0.1.0"},
+        {"feed": None, "install": WHEEL},
+        {"feed": None, "install": "git+https://dev.azure.com/o/p/_git/amlwait@v0.1.0"},
+    ],
+    ids=["feed", "index-url", "wheel-artifact", "git"],
+)
+@pytest.mark.parametrize("kind", ["agent", "webhook-matrix"])
+def test_every_install_source_renders_schema_valid_and_pinned(
+    kind: str, install: dict[str, Any]
+) -> None:
+    pipeline = expanded(kind, **install)
+    check_pipeline(pipeline)
+    steps = [step for job in pipeline["jobs"] for step in job.get("steps", [])]
+    (script,) = [s["script"] for s in steps if "pip install --quiet" in s.get("script", "")]
+    assert not re.search(r"pip install --quiet[^\n]* amlwait\s*$", script, re.MULTILINE)
+    expected = install.get("install") or f"amlwait=={amlwait.__version__}"
+    assert expected in script
+    tasks = [step.get("task") for step in steps]
+    assert ("PipAuthenticate@1" in tasks) == (install.get("feed") is not None)
+    assert tasks.count("DownloadPipelineArtifact@2") == (
+        2 if install.get("install") == WHEEL else 1
+    )
+
+
+def test_the_repository_pipeline_installs_this_version_from_its_feed_only() -> None:
+    text = PIPELINE.read_text(encoding="utf-8")
+    variables = yaml.safe_load(text)["variables"]
+    installs = re.findall(r"-m pip install --quiet (\S+)$", text, re.MULTILINE)
+    assert installs == ['"amlwait==$(amlwaitVersion)"'] * 3
+    assert variables["amlwaitVersion"] == amlwait.__version__
+    parse_install(f"amlwait=={variables['amlwaitVersion']}", feed=variables["amlwaitFeed"])
+    assert text.count("task: PipAuthenticate@1") == 3
+
+
+def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:
+    (tmp_path / "one.json").write_text(json.dumps({"jobs": ["a"]}))
+    done = run_amlwait(
+        "matrix", "one.json", "--subscription", "s", "-g", "g", "-w", "w", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "1 job in 1 matrix of at most 256 legs"

@@ -249,3 +249,34 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a loopback address"):
         LocalWorkspace(tmp_path, host="0.0.0.0")
     LocalWorkspace(tmp_path, host="0.0.0.0", token="t")  # constructed, never started
+
+
+def test_a_local_jobs_studio_link_is_its_log_page_on_this_server(
+    local_workspace: LocalWorkspace, local_client: httpx.Client
+) -> None:
+    put_job(local_client, "job_linked", command="echo linked-output")
+    assert wait_for_status(local_client, "job_linked", TERMINAL) == "Completed"
+
+    link = get(local_client, job_path("job_linked")).json()["properties"]["services"]["Studio"][
+        "endpoint"
+    ]
+    listed = get(local_client, f"{job_path('job_linked').rsplit('/', 1)[0]}").json()["value"]
+
+    assert link.startswith(local_workspace.endpoint)
+    assert "ml.azure.com" not in link
+    assert [job["properties"]["services"]["Studio"]["endpoint"] for job in listed] == [link]
+    # what a browser does with the link: a plain GET, no Authorization header
+    page = httpx.get(link, timeout=5.0)
+    assert page.status_code == 200
+    assert "linked-output" in page.text
+
+
+def test_with_a_token_the_log_page_still_needs_it(tmp_path: Path) -> None:
+    with LocalWorkspace(tmp_path / "ws", token="s3cret-token") as workspace:
+        with arm_client(workspace.endpoint, token="s3cret-token") as client:
+            put_job(client, "job_private", command="echo private")
+            link = get(client, job_path("job_private")).json()["properties"]["services"]["Studio"][
+                "endpoint"
+            ]
+            assert client.get(link).status_code == 200
+        assert httpx.get(link, timeout=5.0).status_code == 401

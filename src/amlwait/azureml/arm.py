@@ -15,6 +15,7 @@ The same client serves Azure and the local workspace: only the endpoint differs.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from types import TracebackType
@@ -113,12 +114,15 @@ def parse_job(body: Mapping[str, Any]) -> JobSnapshot:
 
 
 class ArmJobSource:
-    """The job-source seam over ARM. Use as ``async with ArmJobSource(...) as source:``."""
+    """The job-source seam over ARM. Use as ``async with ArmJobSource(...) as source:``.
+
+    ``endpoint`` defaults to ``$AMLWAIT_ARM_ENDPOINT``, else ``https://management.azure.com``.
+    """
 
     def __init__(
         self,
         *,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | None = None,
         api_version: str = DEFAULT_API_VERSION,
         credential: TokenProvider | None = None,
         clock: Clock | None = None,
@@ -127,6 +131,7 @@ class ArmJobSource:
         request_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
         parts = urlsplit(endpoint)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise InputError(

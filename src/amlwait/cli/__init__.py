@@ -211,6 +211,50 @@ def demo(fail: tuple[str, ...], output: str, retries: int) -> int:
     return code
 
 
+# click >= 8.2 raises this for a group called without a command (before: a UsageError).
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", click.exceptions.NoSuchOption
+)
+ERROR_PREFIX = "amlwait: error: "
+
+
+def error_line(error: click.UsageError) -> str:
+    """``amlwait: error: MESSAGE (see 'amlwait CMD --help')``: every command-line error
+    starts with the same prefix; the command it concerns is in the hint."""
+    where = error.ctx.command_path if error.ctx else "amlwait"
+    return f"{ERROR_PREFIX}{error.format_message()} (see '{where} --help')"
+
+
+def _say_error(line: str) -> None:
+    """The error line on stderr; under ``TF_BUILD`` one the agent reads no command from
+    (it scans stderr too, and a message may quote a server)."""
+    from amlwait.devops.reporter import in_pipeline
+
+    if in_pipeline():
+        from amlwait.devops.vso import inert
+
+        line = inert(line)
+    click.echo(line, err=True)
+
+
+def short_usage(ctx: click.Context | None) -> str:
+    """What bare ``amlwait`` (or a bare group such as ``amlwait workspace``) prints: the
+    usage line, one line per command, and where the options are described."""
+    if ctx is None or not isinstance(ctx.command, click.Group):
+        return f"{ERROR_PREFIX}a command is missing (see 'amlwait --help')"
+    group = ctx.command
+    names = group.list_commands(ctx)
+    width = max((len(name) for name in names), default=0)
+    usage = " ".join([ctx.command_path, *group.collect_usage_pieces(ctx)])
+    lines = [f"usage: {usage}", "", "commands:"]
+    for name in names:
+        command = group.get_command(ctx, name)
+        summary = command.get_short_help_str(limit=70) if command is not None else ""
+        lines.append(f"  {name:<{width}}  {summary}")
+    lines += ["", f"'{ctx.command_path} COMMAND --help' describes a command and its options."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: map everything to one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -219,12 +263,14 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="amlwait", standalone_mode=False)
     except click.exceptions.Exit as stop:
         code = stop.exit_code
+    except _NO_ARGS_IS_HELP as error:  # a bare group: what it offers, briefly
+        click.echo(short_usage(error.ctx), err=True)
+        code = EXIT_BAD_INPUT
     except click.UsageError as error:
-        where = error.ctx.command_path if error.ctx else "amlwait"
-        click.echo(f"{where}: error: {error.format_message()}", err=True)
+        _say_error(error_line(error))
         code = EXIT_BAD_INPUT
     except click.ClickException as error:
-        click.echo(f"amlwait: error: {error.format_message()}", err=True)
+        _say_error(f"{ERROR_PREFIX}{error.format_message()}")
         code = EXIT_BAD_INPUT
     except click.Abort:
         click.echo("amlwait: interrupted", err=True)
@@ -232,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     except AmlwaitError as error:
         if debug:
             raise
-        click.echo(f"amlwait: error: {error}", err=True)
+        _say_error(f"{ERROR_PREFIX}{error}")
         code = error.exit_code
     except KeyboardInterrupt:
         click.echo("amlwait: interrupted", err=True)
@@ -240,10 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:
         if debug:
             raise
-        click.echo(
+        _say_error(
             f"amlwait: internal error: {type(error).__name__}: {error} "
-            "(rerun with --debug for a traceback, and please report it)",
-            err=True,
+            "(rerun with --debug for a traceback, and please report it)"
         )
         code = 70
     sys.exit(code if isinstance(code, int) else 0)

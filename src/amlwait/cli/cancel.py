@@ -12,7 +12,15 @@ from typing import Any
 from amlwait.cli.options import arm_source_from_flags, manifest_from_flags
 from amlwait.cli.runtime import run_with_signals
 from amlwait.core.status import TERMINAL
+from amlwait.core.wording import count
+from amlwait.devops import vso
+from amlwait.devops.reporter import in_pipeline
 from amlwait.errors import EXIT_FAILED, EXIT_SUCCEEDED, InputError
+
+
+def say(line: str) -> None:
+    """Print one line; in a pipeline, one from which the agent reads no command."""
+    print(vso.inert(line) if in_pipeline() else line, flush=True)
 
 
 def run_cancel(manifest_path: str, **options: Any) -> int:
@@ -30,25 +38,25 @@ def run_cancel(manifest_path: str, **options: Any) -> int:
                     try:
                         snapshot = await source.get_job(ref)
                         if snapshot is None:
-                            print(f"{ref.name}  not found; nothing to cancel", flush=True)
+                            say(f"{ref.name}  not found; nothing to cancel")
                             skipped.append(ref.name)
                             return
                         if snapshot.status in TERMINAL:
-                            print(f"{ref.name}  already {snapshot.status}", flush=True)
+                            say(f"{ref.name}  already {snapshot.status}")
                             skipped.append(ref.name)
                             return
                         await source.cancel_job(ref)
-                        print(f"{ref.name}  {snapshot.status} -> cancel requested", flush=True)
+                        say(f"{ref.name}  {snapshot.status} -> cancel requested")
                         canceled.append(ref.name)
                     except InputError:
                         raise
                     except Exception as error:  # reported per job; the rest go on
-                        print(f"{ref.name}  cancel failed: {error}", flush=True)
+                        say(f"{ref.name}  cancel failed: {error}")
                         failed.append(ref.name)
 
             await asyncio.gather(*(one(ref) for ref in manifest.jobs))
         print(
-            f"cancel requested for {len(canceled)} of {len(manifest.jobs)} jobs "
+            f"cancel requested for {len(canceled)} of {count(len(manifest.jobs), 'job')} "
             f"({len(skipped)} already finished or missing, {len(failed)} failed)",
             flush=True,
         )

@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
-import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,9 +26,14 @@ T = TypeVar("T")
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` so that a reader sees the old file or the new one, never half."""
+    """Write ``text`` so that a reader sees the old file or the new one, never half.
+
+    The file gets mode ``0o666`` less the umask, like any file the user's tools write
+    (reports and manifests are no secrets; ``mkstemp``'s ``0o600`` hid them from the
+    group). The temporary file beside it is created with ``O_EXCL`` under a random name.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -36,6 +41,19 @@ def write_text_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new file ``.NAME.RANDOM.tmp`` next to ``path``, opened for writing, its mode left
+    to the umask; a name taken already (a 1-in-2**48 chance) is tried again, 100 times."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
 def write_json_atomically(path: Path, document: Any) -> None:

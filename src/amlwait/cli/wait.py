@@ -26,6 +26,8 @@ from amlwait.core.budget import RequestBudget
 from amlwait.core.jobs import JobRef
 from amlwait.core.manifest import Manifest
 from amlwait.core.tracker import BatchOutcome
+from amlwait.core.wording import count, plural
+from amlwait.devops import vso
 from amlwait.devops.reporter import AzureDevOpsReporter, in_pipeline
 from amlwait.errors import (
     EXIT_FAILED,
@@ -114,7 +116,11 @@ class _Audience:
         if devops is None:
             devops = in_pipeline()
         live = sys.stdout.isatty() and not devops
-        person = LiveReporter(sys.stdout) if live else PlainReporter(sys.stdout)
+        person = (
+            LiveReporter(sys.stdout)
+            if live
+            else PlainReporter(sys.stdout, line_filter=vso.inert if devops else None)
+        )
         return cls(person, AzureDevOpsReporter(sys.stdout) if devops else None)
 
     def __call__(self, event: WaitEvent) -> None:
@@ -179,15 +185,19 @@ def _say_how_it_ended(result: WaitResult) -> None:
     unfinished = [job for job in result.jobs if not job.finished]
     if result.outcome is BatchOutcome.INTERRUPTED:
         if result.canceled:
-            print(f"interrupted: cancelled {len(result.canceled)} unfinished jobs", flush=True)
+            print(
+                f"interrupted: cancelled {count(len(result.canceled), 'unfinished job')}",
+                flush=True,
+            )
         else:
             print(
-                f"interrupted: {len(unfinished)} unfinished jobs were NOT cancelled "
-                "(--cancel-on-interrupt would cancel them)",
+                f"interrupted: {count(len(unfinished), 'unfinished job')} "
+                f"{plural('was', len(unfinished))} NOT cancelled "
+                f"(--cancel-on-interrupt would cancel {'it' if len(unfinished) == 1 else 'them'})",
                 flush=True,
             )
     elif result.outcome is BatchOutcome.TIMED_OUT:
-        print(f"deadline reached with {len(unfinished)} jobs unfinished", flush=True)
+        print(f"deadline reached with {count(len(unfinished), 'job')} unfinished", flush=True)
 
 
 def run_wait(manifest_path: str, **options: Any) -> int:

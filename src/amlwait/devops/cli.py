@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from amlwait.core.wording import count
+
 if TYPE_CHECKING:
     from amlwait.core.manifest import Manifest
     from amlwait.devops.pipelines import RenderedFile
@@ -65,7 +67,8 @@ def _emit(kind: str, files: list[RenderedFile], output: str | None) -> None:
     if len(files) > 1:
         if target.exists() and not target.is_dir():
             raise InputError(
-                f"--output {output}: render {kind} writes {len(files)} files; give a directory"
+                f"--output {output}: render {kind} writes {count(len(files), 'file')}; "
+                "give a directory"
             )
         for file in files:
             _write(target / file.path, file.text)
@@ -118,12 +121,21 @@ def _emit(kind: str, files: list[RenderedFile], output: str | None) -> None:
     help="webhook-matrix: waiting server jobs (capacity = chunks × legs).",
 )
 @click.option(
-    "--amlwait-spec",
-    default="amlwait",
-    show_default=True,
+    "--install",
     metavar="SPEC",
-    help="What the agent jobs pip-install, e.g. amlwait==0.1.0.",
+    help="agent, webhook-matrix: what the agent step pip-installs, pinned: amlwait==X.Y.Z "
+    "(default: this amlwait's version) with --feed or --index-url, a wheel path "
+    "(…/amlwait-X.Y.Z-….whl; under $(Pipeline.Workspace)/ARTIFACT/ it is downloaded), "
+    "or git+https://HOST/REPO@TAG.",
 )
+@click.option(
+    "--feed",
+    metavar="NAME",
+    help="Azure Artifacts feed (or PROJECT/FEED) holding amlwait: PipAuthenticate@1 makes "
+    "it pip's only index.",
+)
+@click.option("--index-url", metavar="URL", help="Another https package index holding amlwait.")
+@click.option("--amlwait-spec", "legacy_spec", metavar="SPEC", hidden=True)
 @click.option(
     "--training-outputs",
     default="Training.Submit.meta",
@@ -150,7 +162,10 @@ def render(
     pool: str | None,
     max_legs: int,
     max_chunks: int,
-    amlwait_spec: str,
+    install: str | None,
+    feed: str | None,
+    index_url: str | None,
+    legacy_spec: str | None,
     training_outputs: str,
     output: str | None,
 ) -> int:
@@ -168,8 +183,11 @@ def render(
     it writes DIR/templates/wait-for-jobs.yml and DIR/wait-for-training.yml.
     """
     from amlwait.devops.pipelines import RenderOptions, route_for
+    from amlwait.errors import InputError
 
     route = route_for(kind)
+    if legacy_spec is not None and install is not None:
+        raise InputError("--amlwait-spec is the old name of --install: give one of them")
     options = RenderOptions(
         service_connection=service_connection or "",
         subscription=subscription,
@@ -180,10 +198,15 @@ def render(
         pool=pool,
         max_legs=max_legs,
         max_chunks=max_chunks,
-        amlwait_spec=amlwait_spec,
+        install=install if install is not None else legacy_spec,
+        feed=feed,
+        index_url=index_url,
         training_outputs=training_outputs,
     )
-    route.check_connection(options)  # before the job list is read, so it is said first
+    # Said before the job list is read: a list the route refuses is not parsed at all.
+    route.check_connection(options)
+    route.check_install(options)
+    route.check_job_list(manifest is not None or job_names is not None)
     jobs = _job_list(
         manifest,
         job_names,
@@ -268,7 +291,8 @@ def matrix(
     for line in lines:
         click.echo(line)
     click.echo(
-        f"{len(loaded.jobs)} jobs in {len(lines) - 1} matrices of at most {max_legs} legs",
+        f"{count(len(loaded.jobs), 'job')} in {count(len(lines) - 1, 'matrix')} of at most "
+        f"{count(max_legs, 'leg')}",
         err=True,
     )
     return 0

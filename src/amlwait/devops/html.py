@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from amlwait.core.duration import format_duration
 from amlwait.core.status import JobStatus, Outcome
 from amlwait.core.tracker import JobState
+from amlwait.core.wording import count
 from amlwait.devops.summary import (
     OUTCOME_ORDER,
     encode_url,
@@ -217,7 +218,7 @@ def render_timeline(result: WaitResult) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="Timeline of {len(rows)} jobs">',
+        f'aria-label="Timeline of {count(len(rows), "job")}">',
         f'<rect x="{plot_left}" y="{plot_top}" width="{PLOT_WIDTH}" height="{plot_height}" '
         f'fill="{PLOT_BACKGROUND}" shape-rendering="crispEdges"/>',
     ]

@@ -23,6 +23,7 @@ from typing import TextIO
 
 from amlwait.core.duration import format_duration
 from amlwait.core.status import Outcome
+from amlwait.core.wording import count
 from amlwait.devops import vso
 from amlwait.events import JobFinished, JobRetried, Tick, WaitEvent, WaitStarted, Warning_
 from amlwait.result import WaitResult
@@ -81,7 +82,9 @@ class AzureDevOpsReporter:
             if percent != self._progress:
                 self._progress = percent
                 self.emit(
-                    vso.set_progress(percent, f"{event.finished} of {event.total} jobs finished")
+                    vso.set_progress(
+                        percent, f"{event.finished} of {count(event.total, 'job')} finished"
+                    )
                 )
         elif isinstance(event, JobFinished) and event.outcome.is_bad:
             job = event.job
@@ -115,13 +118,13 @@ class AzureDevOpsReporter:
         self.emit(
             vso.formatting(
                 "section",
-                f"amlwait: waiting for {len(event.jobs)} jobs in {where}{tag}; "
+                f"amlwait: waiting for {count(len(event.jobs), 'job')} in {where}{tag}; "
                 f"deadline in {format_duration(left)}",
             )
         )
         self.emit(vso.formatting("group", f"Jobs ({len(event.jobs)})"))
         for job in event.jobs:
-            self.emit(f"{job.name}  {job.ref.workspace}")
+            self.emit(vso.inert(f"{job.name}  {job.ref.workspace}"))
         self.emit(vso.formatting("endgroup", ""))
         hosted = looks_hosted(self.environ)
         minutes = left / 60

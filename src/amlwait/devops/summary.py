@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from amlwait.core.duration import format_duration
 from amlwait.core.tracker import BatchOutcome, JobState
+from amlwait.core.wording import count
 from amlwait.result import WaitResult, run_time, sort_for_report
 
 FULL_TABLE_LIMIT = 500
@@ -95,15 +96,15 @@ def headline_parts(result: WaitResult) -> tuple[str, str]:
     unfinished = counts["unfinished"]
     word = _HEADLINE_WORD.get(result.outcome, str(result.outcome))
     if result.outcome is BatchOutcome.SUCCEEDED:
-        meaning = f"all {total} jobs completed"
+        meaning = f"{'all ' if total > 1 else ''}{count(total, 'job')} completed"
     elif result.outcome is BatchOutcome.FAILED:
-        meaning = f"{bad} of {total} jobs failed"
+        meaning = f"{bad} of {count(total, 'job')} failed"
         if unfinished:
             meaning += f", {unfinished} unfinished"
     elif result.outcome is BatchOutcome.TIMED_OUT:
-        meaning = f"{unfinished} of {total} jobs unfinished at the deadline"
+        meaning = f"{unfinished} of {count(total, 'job')} unfinished at the deadline"
     else:
-        meaning = f"{unfinished} of {total} jobs unfinished when the wait was stopped"
+        meaning = f"{unfinished} of {count(total, 'job')} unfinished when the wait was stopped"
     return word, meaning
 
 
@@ -119,12 +120,12 @@ def wait_facts(result: WaitResult) -> list[str]:
         f"started {utc(result.started_at)}",
         f"deadline {utc(result.deadline)}",
         f"elapsed {format_duration(result.ended_at - result.started_at)}",
-        f"{result.requests} requests",
+        count(result.requests, "request"),
     ]
     if result.tag:
         facts.append(f"listed by tag {result.tag}")
     if result.canceled:
-        facts.append(f"cancel requested for {len(result.canceled)} jobs")
+        facts.append(f"cancel requested for {count(len(result.canceled), 'job')}")
     return facts
 
 

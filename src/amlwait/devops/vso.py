@@ -4,11 +4,31 @@ One command per stdout line: ``##vso[area.action key=value;key=value]message``. 
 property values ``%`` → ``%AZP25``, ``;`` → ``%3B``, ``\\r`` → ``%0D``, ``\\n`` → ``%0A``,
 ``]`` → ``%5D``; in the message only ``%``, ``\\r`` and ``\\n`` are escaped. Formatting
 commands (``##[section]``, ``##[group]``…) take a message only.
+
+The agent reads a command from the *first* ``##vso[`` anywhere in a line (its
+``Command.TryParse`` looks the prefix up with ``IndexOf``), and a formatting command from a
+line that starts with ``##[``. So a value from outside (a status, a reason, a workspace or
+job name from ARM or a manifest) is safe in stdout only when it cannot end the line and
+cannot carry either prefix: inside a ``##vso[`` command this module's escaping does it
+(the agent takes the first prefix, which is ours); in a formatting command and in any
+other line every ``##vso[`` of the text is broken up as well (:func:`inert`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+COMMAND_PREFIX = "##vso["
+FORMAT_PREFIX = "##["
+
+
+def inert(text: str) -> str:
+    """``text`` as one plain log line the agent reads no command from: line breaks shown as
+    ``\\n`` (``\\r``), every ``##vso[`` written ``##vso [``, a leading ``##[`` written
+    ``# #[``. Nothing else changes (a plain line is not unescaped, so ``%`` stays)."""
+    line = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\r")
+    line = line.replace(COMMAND_PREFIX, "##vso [")
+    return "# #[" + line[len(FORMAT_PREFIX) :] if line.startswith(FORMAT_PREFIX) else line
 
 
 def escape_message(text: str) -> str:
@@ -67,4 +87,4 @@ def upload_summary(path: str) -> str:
 
 def formatting(kind: str, message: str) -> str:
     """``##[section]``, ``##[group]``, ``##[endgroup]``, ``##[warning]``, ``##[error]``."""
-    return f"##[{kind}]{escape_message(message)}"
+    return f"##[{kind}]" + escape_message(message).replace(COMMAND_PREFIX, "##vso [")

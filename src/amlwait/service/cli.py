@@ -230,7 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as stop:
         sys.exit(stop.exit_code)
     except click.UsageError as error:
-        click.echo(f"amlwait serve: error: {error.format_message()}", err=True)
+        click.echo(
+            f"amlwait: error: {error.format_message()} (see 'amlwait serve --help')", err=True
+        )
         sys.exit(2)
     except click.ClickException as error:
         click.echo(f"amlwait: error: {error.format_message()}", err=True)

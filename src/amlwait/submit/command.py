@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.manifest import Manifest
+from amlwait.core.wording import count
 from amlwait.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SUCCEEDED, InputError
 from amlwait.submit.circuits import load_circuits
 from amlwait.submit.code_upload import refuse_local_code, register_batch_code
@@ -151,7 +152,8 @@ def _dry_run(batch: Batch, matrix_lines: list[str], out: TextIO) -> int:
     for line in matrix_lines:
         print(line, file=out)
     print(
-        f"dry run: {len(batch.jobs)} jobs would be created for {batch.run_date.isoformat()} in "
+        f"dry run: {count(len(batch.jobs), 'job')} would be created for "
+        f"{batch.run_date.isoformat()} in "
         f"{batch.workspace.workspace} (tag {batch.tag}); nothing was sent, no manifest written",
         file=out,
         flush=True,
@@ -242,9 +244,9 @@ def _say_what_was_submitted(
 ) -> int:
     counts = {outcome: sum(r.outcome is outcome for r in results) for outcome in Outcome}
     print(
-        f"{len(results)} circuits: {counts[Outcome.SUBMITTED]} submitted, "
+        f"{count(len(results), 'circuit')}: {counts[Outcome.SUBMITTED]} submitted, "
         f"{counts[Outcome.EXISTS]} already existed, {counts[Outcome.RESUBMITTED]} resubmitted, "
-        f"{counts[Outcome.FAILED]} failed; {output} lists {listed} jobs "
+        f"{counts[Outcome.FAILED]} failed; {output} lists {count(listed, 'job')} "
         f"(tag {batch.tag})",
         file=out,
         flush=True,
@@ -253,8 +255,8 @@ def _say_what_was_submitted(
         return EXIT_INTERRUPTED
     if counts[Outcome.FAILED]:
         print(
-            f"{counts[Outcome.FAILED]} circuits could not be submitted; run the same command "
-            "again to complete the batch",
+            f"{count(counts[Outcome.FAILED], 'circuit')} could not be submitted; run the same "
+            "command again to complete the batch",
             file=out,
             flush=True,
         )

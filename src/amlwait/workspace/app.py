@@ -17,7 +17,10 @@ ARM (``api-version`` required, one of :data:`SUPPORTED_API_VERSIONS`):
 - ``GET WS/jobs/{name}/amlwaitLogs``: **local only, not ARM** (served when the app is given
   ``logs``, as :class:`~.local.LocalWorkspace` does): the job's ``user_logs/std_log.txt``
   as ``text/plain; charset=utf-8`` (empty until the job writes), or the ARM 404 of an
-  unknown job. Without ``logs`` the route does not exist (404, like Azure).
+  unknown job. Without ``logs`` the route does not exist (404, like Azure). With ``logs``,
+  every job document's ``services.Studio.endpoint`` is this route (with the request's
+  scheme, host and ``api-version``), so report links work offline; without a configured
+  token it is readable with no ``Authorization`` header, as a browser sends none.
 
 Data plane (no ``api-version``; see :mod:`~.tracking`): ``GET /discovery`` (no token
 needed, as Azure's), run history ``GET /history/v1.0{WS}/runs/{id}[/details]``, and the
@@ -308,6 +311,8 @@ class _ArmApi:
         )
 
     def _authenticate(self, request: Request) -> None:
+        if self.settings.token is None and _is_log_page(request):
+            return  # any bearer would do anyway; a browser following a report link has none
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
@@ -365,7 +370,7 @@ class _ArmApi:
         view = self.backend.get_job(ref)
         if view is None:
             raise _job_not_found(ref)
-        return JSONResponse(job_document(view))
+        return JSONResponse(job_document(view, self._job_page(request, ref)))
 
     async def get_log(self, request: Request, params: Mapping[str, str]) -> Response:
         ref = _job_ref(params)
@@ -378,7 +383,9 @@ class _ArmApi:
     async def list_jobs(self, request: Request, params: Mapping[str, str]) -> Response:
         query = list_query(request, self.settings.page_size)
         page = self.backend.list_jobs(_workspace(params), query)
-        body: dict[str, Any] = {"value": [job_document(job) for job in page.jobs]}
+        body: dict[str, Any] = {
+            "value": [job_document(job, self._job_page(request, job.ref)) for job in page.jobs]
+        }
         if page.next_skip_token is not None:
             body["nextLink"] = _next_link(request, page.next_skip_token)
         return JSONResponse(body)
@@ -387,7 +394,9 @@ class _ArmApi:
         ref = _job_ref(params)
         properties = parse_put_body(await request.body())
         view, created = self.backend.put_job(ref, properties)
-        return JSONResponse(job_document(view), status_code=201 if created else 200)
+        return JSONResponse(
+            job_document(view, self._job_page(request, ref)), status_code=201 if created else 200
+        )
 
     async def cancel_job(self, request: Request, params: Mapping[str, str]) -> Response:
         ref = _job_ref(params)
@@ -406,6 +415,15 @@ class _ArmApi:
         if done:
             return Response(status_code=200)
         return Response(status_code=202, headers=self._pending_headers(str(request.url)))
+
+    def _job_page(self, request: Request, ref: JobRef) -> str | None:
+        """The job's log route on this server (the Studio link of a local job), or None
+        (Azure ML Studio's link) when this app serves no logs."""
+        if self.logs is None:
+            return None
+        path = f"{ref.workspace.arm_path}/jobs/{ref.name}/amlwaitLogs"
+        query = urlencode({"api-version": request.query_params.get("api-version", "")})
+        return str(request.url.replace(path=path, query=query))
 
     def _pending_headers(self, location: str) -> dict[str, str]:
         return {
@@ -478,6 +496,10 @@ def _base_url(request: Request) -> str:
 
 def _workspace(params: Mapping[str, str]) -> WorkspaceRef:
     return WorkspaceRef(params["sub"], params["rg"], params["ws"])
+
+
+def _is_log_page(request: Request) -> bool:
+    return request.method == "GET" and request.url.path.rstrip("/").endswith("/amlwaitLogs")
 
 
 def _job_ref(params: Mapping[str, str]) -> JobRef:

@@ -13,6 +13,9 @@ renders the answer ARM gives::
      "systemData": {"createdAt", "createdBy", "createdByType": "User",
                     "lastModifiedAt", "lastModifiedBy", "lastModifiedByType": "User"}}
 
+``STUDIO_URL`` is Azure ML Studio's link, unless the caller passes its own: the local
+workspace (which serves logs) passes its log page, so report links work offline.
+
 A job that ran carries its exit code as a string in ``properties.properties["exitCode"]``
 (ARM's ``properties`` bag is string to string). As in Azure ML, the ARM body carries no
 error and no start or end time (``CommandJob`` has no such field): they are served by the
@@ -77,7 +80,9 @@ def iso8601(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def job_document(view: JobView) -> dict[str, Any]:
+def job_document(view: JobView, studio_url: str | None = None) -> dict[str, Any]:
+    """ARM's answer for one job; ``studio_url`` replaces the ml.azure.com link (a local
+    workspace passes its own log page, which works offline)."""
     properties: dict[str, Any] = copy.deepcopy(dict(view.properties))
     if view.exit_code is not None:
         bag = dict(properties.get("properties") or {})
@@ -91,7 +96,7 @@ def job_document(view: JobView) -> dict[str, Any]:
         services[key] = echoed
     services["Studio"] = {
         "jobServiceType": "Studio",
-        "endpoint": studio_url_for(view.ref),
+        "endpoint": studio_url or studio_url_for(view.ref),
         "status": view.status,
     }
     properties["services"] = services

@@ -17,9 +17,9 @@ from amlwait.devops.pipelines.base import (
     RenderOptions,
     checked_timeout,
     download_step,
-    install_step,
     require,
 )
+from amlwait.devops.pipelines.install import install_steps_for
 from amlwait.devops.yamltext import Commented, Node, dump
 from amlwait.errors import InputError
 
@@ -83,7 +83,7 @@ def _steps(options: RenderOptions, script: str) -> list[Node]:
     return [
         {"checkout": "none"},
         download_step(),
-        install_step(options.amlwait_spec),
+        *install_steps_for(options.install, options.feed, options.index_url),
         {
             "task": "AzureCLI@2",
             "displayName": "Wait for the Azure ML jobs",
@@ -164,13 +164,14 @@ class AgentRoute(PipelineRoute):
 
     kind = "agent"
     connection = "the Azure Resource Manager service connection"
+    installs_amlwait = True
+    job_list_refusal = (
+        f"render agent takes no job list: the job reads the {ARTIFACT} artifact at run time; "
+        "leave out --manifest/--jobs"
+    )
 
     def files(
         self, options: RenderOptions, jobs: Sequence[JobRef] | None, tag: str | None
     ) -> list[RenderedFile]:
-        if jobs is not None:
-            raise InputError(
-                "render agent takes no job list: the job reads the "
-                f"{ARTIFACT} artifact at run time; leave out --manifest/--jobs"
-            )
+        self.check_job_list(jobs is not None)
         return [RenderedFile("wait-agent.yml", render_agent(options))]

@@ -13,13 +13,13 @@ are in :mod:`amlwait.devops.pipelines.legs`.
 
 from __future__ import annotations
 
-import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from amlwait.core.jobs import JobRef
+from amlwait.core.wording import count
 from amlwait.devops.yamltext import Node
 from amlwait.errors import InputError
 
@@ -57,7 +57,9 @@ class RenderOptions:
     ``service``, where it is the Generic connection to the amlwait service.
     ``timeout_minutes`` ``None`` means the kind's default. ``training_outputs`` is
     ``STAGE.JOB.STEP`` of the training stage's step that sets ``batchTag`` and
-    ``jobCount`` (used by ``service``).
+    ``jobCount`` (used by ``service``). ``install``, ``feed`` and ``index_url`` say where
+    an agent step installs amlwait from (see :mod:`amlwait.devops.pipelines.install`;
+    ``install`` ``None`` is the rendering version, pinned).
     """
 
     service_connection: str
@@ -69,7 +71,9 @@ class RenderOptions:
     pool: str | None = None
     max_legs: int = MAX_LEGS
     max_chunks: int = 4
-    amlwait_spec: str = "amlwait"
+    install: str | None = None
+    feed: str | None = None
+    index_url: str | None = None
     training_outputs: str = "Training.Submit.meta"
 
 
@@ -93,6 +97,12 @@ class PipelineRoute(ABC):
     connection: ClassVar[str]
     """What ``--service-connection`` must name, as the error for a missing one says it."""
 
+    installs_amlwait: ClassVar[bool] = False
+    """Whether the route has an agent job installing amlwait (``--install`` applies)."""
+
+    job_list_refusal: ClassVar[str | None] = None
+    """Why the route takes no job list (it reads the manifest at run time), or ``None``."""
+
     connection_subscription: ClassVar[str | None] = None
     """The subscription a job list defaults to when ``--subscription`` is not given:
     ``None`` (the list must name one) unless the route's task reaches the subscription of
@@ -108,6 +118,31 @@ class PipelineRoute(ABC):
                 f"render {self.kind} needs --service-connection NAME ({self.connection})"
             )
 
+    def check_job_list(self, given: bool) -> None:
+        """Raise :class:`InputError` when a job list is ``given`` to a route that takes none.
+
+        Separate from :meth:`render` so a command line can say so before it reads the list.
+        """
+        if given and self.job_list_refusal is not None:
+            raise InputError(self.job_list_refusal)
+
+    def check_install(self, options: RenderOptions) -> None:
+        """Refuse ``--install``/``--feed``/``--index-url`` for a route that installs nothing."""
+        given = [
+            flag
+            for flag, value in (
+                ("--install", options.install),
+                ("--feed", options.feed),
+                ("--index-url", options.index_url),
+            )
+            if value is not None
+        ]
+        if given and not self.installs_amlwait:
+            raise InputError(
+                f"render {self.kind} runs no agent step, so it installs nothing: leave out "
+                f"{'/'.join(given)} (they apply to agent and webhook-matrix)"
+            )
+
     def render(
         self, options: RenderOptions, jobs: Sequence[JobRef] | None, tag: str | None
     ) -> list[RenderedFile]:
@@ -119,6 +154,8 @@ class PipelineRoute(ABC):
         saying what to change. Pure: the same arguments give the same text.
         """
         self.check_connection(options)
+        self.check_install(options)
+        self.check_job_list(jobs is not None)
         return self.files(options, jobs, tag)
 
     @abstractmethod
@@ -170,8 +207,9 @@ def one_subscription(jobs: Sequence[JobRef]) -> None:
     subscriptions = {job.workspace.subscription for job in jobs}
     if len(subscriptions) > 1:
         raise InputError(
-            f"the jobs span {len(subscriptions)} subscriptions, but {WAIT_TASK} reaches the "
-            "subscription of its service connection only; render one file per subscription"
+            f"the jobs span {count(len(subscriptions), 'subscription')}, but {WAIT_TASK} "
+            "reaches the subscription of its service connection only; render one file per "
+            "subscription"
         )
 
 
@@ -198,21 +236,6 @@ def check_input_length(name: str, text: str) -> None:
             f"the InvokeRESTAPI@1 {name} would be {len(text)} characters; the task accepts "
             f"fewer than {MAX_INPUT_CHARS}"
         )
-
-
-def install_step(spec: str) -> dict[str, Node]:
-    """An agent step pip-installing ``spec`` into a virtual environment put on ``PATH``."""
-    # A virtual environment: works on hosted and self-hosted Linux agents alike and
-    # never meets an "externally managed" system Python.
-    venv = "$(Agent.TempDirectory)/amlwait-venv"
-    return {
-        "script": (
-            f'python3 -m venv "{venv}"\n'
-            f'"{venv}/bin/python" -m pip install --quiet --upgrade pip {shlex.quote(spec)}\n'
-            f'echo "##vso[task.prependpath]{venv}/bin"\n'
-        ),
-        "displayName": "Install amlwait",
-    }
 
 
 def download_step() -> dict[str, Node]:

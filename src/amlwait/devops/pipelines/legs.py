@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from amlwait.core.jobs import JobRef
+from amlwait.core.wording import count
 from amlwait.devops.pipelines.base import MAX_LEGS
 from amlwait.devops.vso import set_variable
 from amlwait.errors import InputError
@@ -104,8 +105,9 @@ def matrix_variable_lines(
     chunks = matrix_chunks(jobs, max_legs=max_legs)
     if max_chunks is not None and len(chunks) > max_chunks:
         raise InputError(
-            f"{len(jobs)} jobs need {len(chunks)} matrices of at most {max_legs} legs, but the "
-            f"pipeline has only {max_chunks} waiting jobs; render it again with "
+            f"{count(len(jobs), 'job')} need {count(len(chunks), 'matrix')} of at most "
+            f"{count(max_legs, 'leg')}, but the pipeline has only "
+            f"{count(max_chunks, 'waiting job')}; render it again with "
             f"--max-chunks {len(chunks)} or more"
         )
     lines = [

@@ -173,9 +173,11 @@ class ServiceRoute(PipelineRoute):
             return [RenderedFile("wait-service.yml", render_service(options))]
         workspaces = {job.workspace for job in jobs}
         if len(workspaces) > 1:
+            names = ", ".join(sorted(str(where) for where in workspaces))
             raise InputError(
-                "the amlwait service waits for one workspace per call; the jobs span "
-                f"{len(workspaces)}"
+                f"the jobs span {len(workspaces)} workspaces ({names}), but the amlwait "
+                "service waits for one workspace per call: render one file per workspace, "
+                "each from a manifest of that workspace's jobs"
             )
         if tag is None:
             raise InputError(

@@ -9,7 +9,9 @@ import shlex
 from collections.abc import Sequence
 
 from amlwait.core.jobs import JobRef
+from amlwait.core.wording import count
 from amlwait.devops.pipelines.base import (
+    ARTIFACT,
     MANIFEST_PATH,
     SERVER_JOB_MAX_MINUTES,
     WAIT_TASK_MAX_MINUTES,
@@ -20,9 +22,9 @@ from amlwait.devops.pipelines.base import (
     check_input_length,
     checked_timeout,
     download_step,
-    install_step,
     require,
 )
+from amlwait.devops.pipelines.install import install_steps_for
 from amlwait.devops.pipelines.legs import check_max_legs
 from amlwait.devops.yamltext import Node, dump
 from amlwait.errors import InputError
@@ -65,8 +67,8 @@ def _capacity(options: RenderOptions, jobs: Sequence[JobRef] | None) -> int:
     capacity = options.max_chunks * options.max_legs
     if jobs is not None and len(jobs) > capacity:
         raise InputError(
-            f"{len(jobs)} jobs exceed {options.max_chunks} chunks of {options.max_legs} legs "
-            f"({capacity}); raise --max-chunks"
+            f"{count(len(jobs), 'job')} exceed {count(options.max_chunks, 'chunk')} of "
+            f"{count(options.max_legs, 'leg')} ({capacity}); raise --max-chunks"
         )
     return capacity
 
@@ -90,7 +92,7 @@ def _generator_job(
         "steps": [
             {"checkout": "none"},
             download_step(),
-            install_step(options.amlwait_spec),
+            *install_steps_for(options.install, options.feed, options.index_url),
             {"script": split, "name": GENERATOR_STEP, "displayName": "Write the matrices"},
         ],
     }
@@ -166,13 +168,20 @@ def render_webhook_matrix(options: RenderOptions, jobs: Sequence[JobRef] | None 
 
 
 class WebhookMatrixRoute(PipelineRoute):
-    """``wait-webhook-matrix.yml``; a job list is optional and only checked against the
-    capacity (the generator reads the artifact at run time)."""
+    """``wait-webhook-matrix.yml``; refuses a job list (the generator reads the artifact
+    at run time, and ``amlwait matrix --max-chunks`` fails there beyond the capacity)."""
 
     kind = "webhook-matrix"
     connection = "the Azure Resource Manager service connection"
+    installs_amlwait = True
+    job_list_refusal = (
+        "render webhook-matrix takes no job list: its generator job reads the "
+        f"{ARTIFACT} artifact at run time (and fails when the jobs outgrow "
+        "--max-chunks × --max-legs); leave out --manifest/--jobs"
+    )
 
     def files(
         self, options: RenderOptions, jobs: Sequence[JobRef] | None, tag: str | None
     ) -> list[RenderedFile]:
+        self.check_job_list(jobs is not None)
         return [RenderedFile("wait-webhook-matrix.yml", render_webhook_matrix(options, jobs))]

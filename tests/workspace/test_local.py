@@ -62,7 +62,7 @@ def test_non_zero_exit_fails_with_the_exit_code(local_client: httpx.Client) -> N
 
 
 def test_a_job_goes_through_every_status_of_the_progression(local_client: httpx.Client) -> None:
-    put_job(local_client, "job_progress", command="sleep 0.3")
+    put_job(local_client, "job_progress", command="sleep 1.0")
     seen: list[str] = []
 
     def finished() -> bool:

@@ -23,8 +23,10 @@ from amlwait.core.policy import PollPolicy
 from amlwait.core.retry import MAX_RETRY_AFTER, RetryPolicy
 from amlwait.core.tracker import BatchOutcome, JobMissing
 from amlwait.errors import ListingError, ServiceError
+from amlwait.events import CancelSent, ListingFailed
+from amlwait.result import WaitResult
 from amlwait.throttle import read_deadline
-from amlwait.waiter import CancelSent, ListingFailed, WaitOptions, WaitResult, wait_for_jobs
+from amlwait.waiter import WaitOptions, wait_for_jobs
 from amlwait.workspace import ScriptedWorkspace
 from tests.helpers import WS
 

@@ -1,7 +1,8 @@
 """What ``amlwait cancel`` does behind the click layer: ask ARM to cancel every job of
 the batch that is still going, and say per job what happened.
 
-Exit code 0 when every cancel request that was needed was accepted, 1 when one failed.
+Exit code 0 when every cancel request that was needed was accepted, 1 when one failed;
+a refused credential (the same for every job) stops it at once: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 from amlwait.cli.options import arm_source_from_flags, manifest_from_flags
 from amlwait.cli.runtime import run_with_signals
 from amlwait.core.status import TERMINAL
-from amlwait.errors import EXIT_FAILED, EXIT_SUCCEEDED, InputError
+from amlwait.errors import EXIT_FAILED, EXIT_SUCCEEDED, AuthenticationError, InputError
+from amlwait.redact import scrub
 
 
 def run_cancel(manifest_path: str, **options: Any) -> int:
@@ -40,10 +42,10 @@ def run_cancel(manifest_path: str, **options: Any) -> int:
                         await source.cancel_job(ref)
                         print(f"{ref.name}  {snapshot.status} -> cancel requested", flush=True)
                         canceled.append(ref.name)
-                    except InputError:
-                        raise
+                    except (InputError, AuthenticationError):
+                        raise  # the same for every job: one line, exit 2, no repeats
                     except Exception as error:  # reported per job; the rest go on
-                        print(f"{ref.name}  cancel failed: {error}", flush=True)
+                        print(f"{ref.name}  cancel failed: {scrub(str(error))}", flush=True)
                         failed.append(ref.name)
 
             await asyncio.gather(*(one(ref) for ref in manifest.jobs))

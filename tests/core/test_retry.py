@@ -31,3 +31,8 @@ def test_the_delay_never_exceeds_the_cap_whatever_the_server_asks() -> None:
     assert policy.delay(2, float("inf")) == MAX_RETRY_AFTER
     assert policy.delay(2, 30) == 30
     assert policy.delay(9, None) == 60
+
+
+def test_the_backoff_of_a_retry_late_in_a_long_wait_does_not_overflow() -> None:
+    # Retrying until a 48-hour deadline at 60 s a try reaches attempt ~2,900.
+    assert RetryPolicy(maximum=60, jitter=0).delay(3000) == 60

@@ -57,6 +57,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before ``attempt`` (2 for the first retry)."""
-        backoff: float = min(self.maximum, self.initial * 2.0 ** max(0, attempt - 2))
+        # The exponent is clamped: a wait retrying until a 48-hour deadline reaches
+        # attempt 3,000, and 2.0 ** 3000 overflows a float.
+        backoff: float = min(self.maximum, self.initial * 2.0 ** min(64, max(0, attempt - 2)))
         backoff += self.rng.uniform(0, self.jitter)
         return max(backoff, min(retry_after or 0.0, MAX_RETRY_AFTER))

@@ -1,6 +1,6 @@
 """Azure ML jobs over Azure Resource Manager — the production job source.
 
-Every request goes through one place (:meth:`ArmJobSource._send`), which
+Every request goes through one place (:meth:`ArmJobSource._request`), which
 
 - waits for a slot in the request budget (and honours ``Retry-After``, at most
   :data:`~amlwait.core.retry.MAX_RETRY_AFTER` seconds at a time),
@@ -279,15 +279,19 @@ class ArmJobSource:
         self.retry = retry or RetryPolicy()
         self.request_timeout = request_timeout
         self.on_trouble = on_trouble
+        limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+        if transport is None and loopback:
+            # A loopback endpoint is never reached through HTTP(S)_PROXY/ALL_PROXY: the
+            # proxy would see the token, and it is not where the workspace runs. An
+            # explicit transport is what keeps httpx from reading proxies from the
+            # environment, while SSL_CERT_FILE (a local workspace over https) still applies.
+            transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=True)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(request_timeout),
             transport=transport,
             headers={"User-Agent": f"amlwait/{__version__}"},
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            limits=limits,
             follow_redirects=False,
-            # A loopback endpoint is never reached through HTTP(S)_PROXY/ALL_PROXY: the
-            # proxy would see the token, and it is not where the workspace runs.
-            trust_env=not loopback,
         )
         self._requests = 0
         self._failing_since: float | None = None
@@ -335,6 +339,23 @@ class ArmJobSource:
     # -- the one place requests are sent -----------------------------------------------------
 
     async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        job: str | None = None,
+        ok_statuses: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
+        """:meth:`_request` for callers that read the answer themselves (submit's code
+        registrar): the answer in ``ok_statuses`` (or 404), whole, as an httpx Response."""
+        answer = await self._request(
+            method, url, _as_is, params=params, json=json, job=job, ok_statuses=ok_statuses
+        )
+        return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
+
+    async def _request(
         self,
         method: str,
         url: str,
@@ -517,7 +538,7 @@ class ArmJobSource:
             if self.clock.now() >= read_deadline.get():
                 raise DeadlineReached
             fetched.add(url)
-            page = await self._send("GET", url, _listing_reader(workspace))
+            page = await self._request("GET", url, _listing_reader(workspace))
             jobs.extend(page.jobs)
             if len(jobs) > MAX_LISTED_JOBS:
                 raise ListingError(
@@ -536,7 +557,7 @@ class ArmJobSource:
         return jobs
 
     async def cancel_job(self, ref: JobRef) -> None:
-        found = await self._send(
+        found = await self._request(
             "POST",
             self._jobs_url(ref.workspace, ref.name) + "/cancel",
             _found_in(ref.workspace),
@@ -551,7 +572,7 @@ class ArmJobSource:
 
     async def put_job(self, ref: JobRef, properties: Mapping[str, Any]) -> JobSnapshot:
         """Create (or update) a job: ``PUT …/jobs/{name}`` with ``{"properties": …}``."""
-        snapshot = await self._send(
+        snapshot = await self._request(
             "PUT",
             self._jobs_url(ref.workspace, ref.name),
             _job_or_none_in(ref.workspace),
@@ -588,7 +609,7 @@ class ArmJobSource:
     async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None:
         """The job's whole ARM body (for re-submission), or ``None`` when not found.
         A body that is not a job as ARM documents it is retried like a 5xx."""
-        return await self._send(
+        return await self._request(
             "GET",
             self._jobs_url(ref.workspace, ref.name),
             _definition_or_none_in(ref.workspace),
@@ -600,6 +621,10 @@ class ArmJobSource:
 # -- what each request makes of its answer (404 included) -------------------------------------
 # A 404 that says the workspace (or its resource group, or subscription) does not exist is
 # an InputError (exit 2); any other 404 means the job.
+
+
+def _as_is(answer: Answer) -> Answer:
+    return answer
 
 
 def _check_workspace(answer: Answer, workspace: WorkspaceRef) -> None:

@@ -7,6 +7,8 @@
     │   └── ManifestError (2)    the manifest, with the file and the entry at fault
     ├── AuthenticationError (2)  no credential, or the service refused it
     └── ServiceError (2)         Azure ML kept failing (after retries) or refused a request
+        └── ListingError (2)     a listing was unusable (a nextLink loop, too many pages);
+                                 the waiter reads those jobs one by one instead
 
 Each carries the context a user needs (the file, the job, the HTTP status) in its
 message; none ever carries a token.
@@ -46,3 +48,8 @@ class ServiceError(AmlwaitError):
         super().__init__(message)
         self.status_code = status_code
         self.job = job
+
+
+class ListingError(ServiceError):
+    """A LIST of jobs could not be used (its ``nextLink`` repeats a page, or it passed the
+    page or job cap). An error of that listing only: its jobs are read one by one."""

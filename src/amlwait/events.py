@@ -7,7 +7,8 @@ A listener is called, in the engine's task, with each :data:`WaitEvent` as it ha
   :class:`JobFinished`, :class:`JobMissing`, :class:`JobRetried`, :class:`Warning_`;
 - :class:`Tick` after a wake that read jobs, when a whole percent more jobs finished or
   at most every 30 s otherwise, and once more when a read cannot be done in time;
-- :class:`CancelSent` per job cancelled as the wait ends (``error`` set when it failed).
+- :class:`CancelSent` per job cancelled as the wait ends (``error`` set when it failed);
+- :class:`ListingFailed` when a workspace's listing is unusable (once per episode).
 
 A listener must not block: it runs between reads.
 """
@@ -58,6 +59,16 @@ class CancelSent:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class ListingFailed:
+    """A workspace's listing was unusable (a nextLink loop, a page or job cap passed);
+    its due jobs were read by GET. Sent once until a listing of it works again."""
+
+    workspace: WorkspaceRef
+    message: str
+    at: float
+
+
 WaitEvent = (
     WaitStarted
     | StatusChanged
@@ -67,6 +78,7 @@ WaitEvent = (
     | Warning_
     | Tick
     | CancelSent
+    | ListingFailed
 )
 
 Listener = Callable[[WaitEvent], None]
@@ -77,6 +89,7 @@ __all__ = [
     "JobMissing",
     "JobRetried",
     "Listener",
+    "ListingFailed",
     "StatusChanged",
     "Tick",
     "WaitEvent",

@@ -25,10 +25,12 @@ class WaitResult:
     deadline: float
     canceled: Sequence[str] = ()
     tag: str | None = None
+    error: str | None = None  # with outcome "error": the one line the user was shown
 
     def to_json(self) -> dict[str, Any]:
-        """The machine-readable result of ``amlwait wait --json``."""
-        return {
+        """The machine-readable result of ``amlwait wait --json`` (``error`` only when the
+        wait itself broke: outcome ``error``)."""
+        document = {
             "outcome": self.outcome.value,
             "jobs": [_job_json(job) for job in self.jobs],
             "requests": self.requests,
@@ -36,6 +38,9 @@ class WaitResult:
             "ended_at": _iso(self.ended_at),
             "canceled": list(self.canceled),
         }
+        if self.error is not None:
+            document["error"] = self.error
+        return document
 
 
 def _job_json(job: JobState) -> dict[str, Any]:

@@ -4,11 +4,19 @@ One loop: read the jobs that are due (a paged LIST per workspace when the batch 
 tag, concurrent GETs otherwise), feed what was read to the tracker, tell the listener,
 then sleep on the injected clock until the next job is due — never past the deadline.
 All requests go through the job source, which owns retries and the request budget.
+
+Bounds: every read stops at the deadline (:data:`~amlwait.throttle.read_deadline`, which
+the job source also applies to requests in flight); a listing the source cannot use
+(:class:`~amlwait.errors.ListingError`) costs that round a GET per due job, never a job
+reported missing; the cancel phase after the wait (``--cancel-remaining``,
+``--cancel-on-interrupt``) gets :func:`cancel_phase_seconds` more, then ends whatever the
+service does. A wait that breaks still has a result: :meth:`Waiter.result_so_far`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,14 +25,16 @@ from typing import Any
 from amlwait.core.attempts import attempt_name, split_attempt
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.deadline import Deadline
-from amlwait.core.jobs import JobRef
+from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.manifest import Manifest
 from amlwait.core.policy import PollPolicy
 from amlwait.core.schedule import GetJob, ListingSchedule, ListJobs
 from amlwait.core.source import JobResubmitter, JobSource
 from amlwait.core.status import TERMINAL, JobStatus, Outcome
-from amlwait.core.tracker import BatchTracker, JobState
-from amlwait.events import CancelSent, Listener, Tick, WaitEvent, WaitStarted
+from amlwait.core.tracker import BatchOutcome, BatchTracker, JobState
+from amlwait.errors import ListingError
+from amlwait.events import CancelSent, Listener, ListingFailed, Tick, WaitEvent, WaitStarted
+from amlwait.redact import scrub
 from amlwait.result import WaitResult
 from amlwait.throttle import DeadlineReached, read_deadline
 
@@ -34,6 +44,15 @@ TICK_SECONDS = 30.0
 # in the same wake: fewer wakes for big batches, and never a read before its due time.
 COALESCE_SHARE = 0.02
 COALESCE_MAX = 1.0
+CANCEL_PHASE_MIN = 10.0
+CANCEL_PHASE_MAX = 60.0
+
+
+def cancel_phase_seconds(timeout: float) -> float:
+    """How long cancelling may take after the wait ended: a tenth of the wait's timeout,
+    at least ``CANCEL_PHASE_MIN`` (10 s) and at most ``CANCEL_PHASE_MAX`` (60 s). A
+    hanging service cannot keep a 20-second wait alive for minutes."""
+    return min(CANCEL_PHASE_MAX, max(CANCEL_PHASE_MIN, timeout / 10))
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,8 @@ class WaitOptions:
     cancel_on_interrupt: bool = False
     concurrency: int = 16
     retries: int = 0  # resubmit a Failed job up to this many times (never a Canceled one)
+    # Seconds the cancel phase may take after the wait ended; None: cancel_phase_seconds.
+    cancel_phase: float | None = None
 
 
 class Waiter:
@@ -78,6 +99,7 @@ class Waiter:
         self.schedule = ListingSchedule(
             self.options.policy, tag=tag, concurrency=self.options.concurrency
         )
+        self._listing_failing: set[WorkspaceRef] = set()
 
     def stop(self) -> None:
         """Interrupt the wait (SIGINT/SIGTERM): it ends with outcome ``interrupted``."""
@@ -196,7 +218,20 @@ class Waiter:
 
     async def _read_by_listing(self, read: ListJobs) -> None:
         assert self.tag is not None
-        listing = await self.source.list_jobs_by_tag(read.workspace, self.tag)
+        try:
+            listing = await self.source.list_jobs_by_tag(read.workspace, self.tag)
+        except ListingError as error:
+            # Unusable this round (a nextLink loop, too many pages): read the due jobs one
+            # by one; nothing is concluded from what the listing lacked.
+            now = self.clock.now()
+            if read.workspace not in self._listing_failing:  # once per episode
+                self._listing_failing.add(read.workspace)
+                self._emit(ListingFailed(read.workspace, scrub(str(error)), now))
+            self.schedule.listing_failed(read, now)
+            gets = [self._read_one(GetJob(job.ref)) for job in read.due]
+            await _gather_bounded(gets, self.options.concurrency)
+            return
+        self._listing_failing.discard(read.workspace)
         now = self.clock.now()
         seen = self.schedule.take_listing(read, listing, self.tracker.jobs, now)
         for job, snapshot in seen.observed:
@@ -234,6 +269,19 @@ class Waiter:
 
     # -- ending -------------------------------------------------------------------------
 
+    def result_so_far(self, error: BaseException) -> WaitResult:
+        """The result when the wait itself broke: outcome ``error``, every job as last
+        read, the error's one line (scrubbed of every token). Nothing is cancelled."""
+        return _error_result(
+            self.tracker,
+            error,
+            self.source.requests_sent,
+            self.started_at,
+            self.deadline,
+            self.clock.now(),
+            self.tag,
+        )
+
     async def _finish(self, interrupted: bool) -> WaitResult:
         now = self.clock.now()
         canceled: list[str] = []
@@ -245,7 +293,15 @@ class Waiter:
         else:
             wants_cancel = self.options.cancel_remaining
         if wants_cancel:
-            canceled = await self._cancel_unfinished()
+            phase = self.options.cancel_phase
+            if phase is None:
+                phase = cancel_phase_seconds(self.options.timeout)
+            phase_end = now + phase
+            token = read_deadline.set(phase_end)
+            try:
+                canceled = await self._cancel_unfinished(phase_end)
+            finally:
+                read_deadline.reset(token)
         self.tracker.close(self.clock.now())
         outcome = self.tracker.outcome(interrupted=interrupted)
         return WaitResult(
@@ -259,7 +315,7 @@ class Waiter:
             tag=self.tag,
         )
 
-    async def _cancel_unfinished(self) -> list[str]:
+    async def _cancel_unfinished(self, phase_end: float) -> list[str]:
         canceled: list[str] = []
 
         async def cancel(job: JobState) -> None:
@@ -267,8 +323,12 @@ class Waiter:
                 return
             try:
                 await self.source.cancel_job(job.ref)
+            except DeadlineReached:
+                late = f"the cancel phase ended ({_iso(phase_end)}) before the service answered"
+                self._emit(CancelSent(job, self.clock.now(), error=late))
+                return
             except Exception as error:  # reported, never fatal: the wait is ending anyway
-                self._emit(CancelSent(job, self.clock.now(), error=str(error)))
+                self._emit(CancelSent(job, self.clock.now(), error=scrub(str(error))))
                 return
             canceled.append(job.name)
             self._emit(CancelSent(job, self.clock.now()))
@@ -277,6 +337,49 @@ class Waiter:
             [cancel(job) for job in self.tracker.unfinished()], self.options.concurrency
         )
         return sorted(canceled)
+
+
+def _iso(moment: float) -> str:
+    stamp = _dt.datetime.fromtimestamp(moment, tz=_dt.timezone.utc)
+    return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _error_result(
+    tracker: BatchTracker,
+    error: BaseException,
+    requests: int,
+    started_at: float,
+    deadline: Deadline,
+    now: float,
+    tag: str | None,
+) -> WaitResult:
+    tracker.close(now)
+    return WaitResult(
+        outcome=BatchOutcome.ERROR,
+        jobs=list(tracker.jobs.values()),
+        requests=requests,
+        started_at=started_at,
+        ended_at=now,
+        deadline=deadline.at,
+        tag=tag,
+        error=scrub(str(error) or type(error).__name__),
+    )
+
+
+def unread_result(
+    jobs: Iterable[JobRef],
+    error: BaseException,
+    *,
+    options: WaitOptions | None = None,
+    tag: str | None = None,
+    clock: Clock | None = None,
+) -> WaitResult:
+    """The result of a wait that broke before it could read anything: outcome ``error``,
+    every job unread."""
+    options = options or WaitOptions()
+    now = (clock or SystemClock()).now()
+    tracker = BatchTracker(jobs, options.policy, now)
+    return _error_result(tracker, error, 0, now, Deadline.after(now, options.timeout), now, tag)
 
 
 async def _gather_bounded(work: Sequence[Awaitable[None]], limit: int) -> None:

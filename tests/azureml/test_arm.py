@@ -180,10 +180,17 @@ def test_a_refused_token_ends_with_a_clear_error_that_hides_the_token(clock) -> 
 
 
 def test_a_persistent_failure_is_one_clear_service_error(workspace, clock) -> None:
+    # Without a deadline (submit, cancel): after retry.attempts tries. A wait retries until
+    # its deadline instead (tests/azureml/test_arm_faults.py).
     ref = workspace.add_job(WS, "J", [(0, "Running")])
     workspace.faults.add("503", times=100)
+
+    async def main() -> None:
+        async with source_for(workspace, clock) as source:
+            await source.get_job(ref)
+
     with pytest.raises(ServiceError, match=r"GET J kept failing: 503 .* \(6 attempts\)"):
-        wait(workspace, clock, [ref])
+        asyncio.run(main())
     assert len(arm_requests(workspace)) == 6
 
 

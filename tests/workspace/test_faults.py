@@ -93,3 +93,82 @@ def test_faults_match_a_job_name_or_a_predicate_and_are_used_up(
 def test_unknown_fault_kind_is_refused(scripted_workspace: ScriptedWorkspace) -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
         scripted_workspace.faults.add("404")  # type: ignore[arg-type]
+
+
+# -- misbehaviour (issue 10): what each new kind puts on the wire ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type", "start"),
+    [
+        ("malformed-json", "application/json", b'{"value": [{'),
+        ("html", "text/html", b"<!DOCTYPE html>"),
+        ("json-list", "application/json", b"[{"),
+        ("properties-string", "application/json", b'{"name": "job_a", "properties": "Running"}'),
+    ],
+)
+def test_bad_bodies_answer_200_with_that_body(
+    scripted_workspace: ScriptedWorkspace,
+    scripted_client: httpx.Client,
+    kind: str,
+    content_type: str,
+    start: bytes,
+) -> None:
+    scripted_workspace.faults.add(kind)  # type: ignore[arg-type]
+    response = get(scripted_client, job_path("job_a"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(content_type)
+    assert response.content.startswith(start)
+
+
+@pytest.mark.parametrize(("kind", "jobs"), [("self-next-link", 2), ("one-job-loop", 1)])
+def test_looping_pages_link_back_to_themselves(
+    scripted_workspace: ScriptedWorkspace, scripted_client: httpx.Client, kind: str, jobs: int
+) -> None:
+    scripted_workspace.faults.add(kind)  # type: ignore[arg-type]
+    response = get(scripted_client, f"{WORKSPACE.arm_path}/jobs", listViewType="All")
+    page = response.json()
+    assert len(page["value"]) == jobs
+    assert page["nextLink"] == str(response.request.url)
+
+
+def test_drip_sends_headers_at_once_then_a_byte_per_delay(
+    scripted_workspace: ScriptedWorkspace, scripted_client: httpx.Client
+) -> None:
+    scripted_workspace.faults.add("drip", delay=0.2)
+    started = time.monotonic()
+    with scripted_client.stream(
+        "GET", job_path("job_a"), params={"api-version": "2025-12-01"}
+    ) as response:
+        assert response.status_code == 200
+        assert time.monotonic() - started < 0.2
+        first = next(response.iter_raw(1))
+    assert first == b"{"
+    assert time.monotonic() - started >= 0.2
+
+
+def test_hang_never_answers(
+    scripted_workspace: ScriptedWorkspace, scripted_client: httpx.Client
+) -> None:
+    scripted_workspace.faults.add("hang")
+    with pytest.raises(httpx.ReadTimeout):
+        scripted_client.get(job_path("job_a"), params={"api-version": "2025-12-01"}, timeout=0.5)
+
+
+@pytest.mark.parametrize("value", [100000.0, float("inf")])
+def test_retry_after_is_sent_as_given(
+    scripted_workspace: ScriptedWorkspace, scripted_client: httpx.Client, value: float
+) -> None:
+    scripted_workspace.faults.add("retry-after", retry_after=value)
+    response = get(scripted_client, job_path("job_a"))
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == ("inf" if value == float("inf") else "100000")
+
+
+def test_echo_authorization_repeats_the_header_in_its_error(
+    scripted_workspace: ScriptedWorkspace, scripted_client: httpx.Client
+) -> None:
+    scripted_workspace.faults.add("echo-authorization")
+    response = get(scripted_client, job_path("job_a"))
+    assert response.status_code == 400
+    assert "Bearer any-token" in response.json()["error"]["message"]

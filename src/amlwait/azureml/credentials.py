@@ -5,21 +5,45 @@ any token for the local workspace). Otherwise ``DefaultAzureCredential`` — so 
 managed identity and workload identity all work — imported only when first needed.
 A long wait asks for a token before every request; azure-identity caches it and
 refreshes it ahead of expiry, and after a 401 we drop our copy and ask again once.
+
+Every token is checked before it is used (:func:`amlwait.redact.check_token`: no control
+characters, ASCII only — one line and exit 2 otherwise, never an error deep in httpx) and
+registered with :data:`amlwait.redact.REDACTOR`, so no message printed, logged or written
+to a report can carry it. azure-identity's own log (a dozen lines per failed credential)
+stays silent unless ``--debug`` asked for it (:func:`show_azure_identity_logs`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from amlwait.errors import AuthenticationError
+from amlwait.redact import REDACTOR, check_token, is_loopback_url, scrub
 
 TOKEN_ENV = "AMLWAIT_ACCESS_TOKEN"
 LOCAL_PLACEHOLDER_TOKEN = "amlwait-local-workspace"
 _REFRESH_MARGIN = 300.0
+_AZURE_LOGGERS = ("azure.identity", "azure.core")
+_azure_logs_visible = False
+
+
+def show_azure_identity_logs(visible: bool) -> None:
+    """Let azure-identity's log through (``--debug``) or keep it quiet (the default)."""
+    global _azure_logs_visible
+    _azure_logs_visible = visible
+
+
+def _quiet_azure_logs() -> None:
+    if _azure_logs_visible:
+        return
+    for name in _AZURE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL + 1)
+        logger.propagate = False
 
 
 class TokenProvider(Protocol):
@@ -35,10 +59,11 @@ class TokenProvider(Protocol):
 class StaticToken:
     """A fixed token (it cannot be refreshed)."""
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, *, source: str = TOKEN_ENV) -> None:
         if not value.strip():
-            raise AuthenticationError(f"{TOKEN_ENV} is set but empty; unset it or give a token")
-        self._value = value.strip()
+            raise AuthenticationError(f"{source} is set but empty; unset it or give a token")
+        self._value = check_token(value.strip(), source=source)
+        REDACTOR.register(self._value)
 
     async def token(self) -> str:
         return self._value
@@ -62,6 +87,7 @@ class AzureIdentityToken:
         self._lock = asyncio.Lock()
 
     def _fetch(self) -> tuple[str, float]:
+        _quiet_azure_logs()
         if self._credential is None:
             from azure.identity import DefaultAzureCredential
 
@@ -73,14 +99,16 @@ class AzureIdentityToken:
         async with self._lock:
             if self._token is None or time.time() > self._expires_on - _REFRESH_MARGIN:
                 try:
-                    self._token, self._expires_on = await asyncio.to_thread(self._fetch)
+                    token, self._expires_on = await asyncio.to_thread(self._fetch)
                 except Exception as error:
                     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
                     raise AuthenticationError(
                         f"could not get an Azure token for {self.scope} "
-                        f"({type(error).__name__}: {first_line[:300]}); sign in with "
+                        f"({type(error).__name__}: {scrub(first_line)[:300]}); sign in with "
                         f"'az login', run inside AzureCLI@2, or set {TOKEN_ENV}"
                     ) from None
+                self._token = check_token(token, source="the token azure-identity returned")
+                REDACTOR.register(self._token)
             assert self._token is not None
             return self._token
 
@@ -90,8 +118,10 @@ class AzureIdentityToken:
 
 
 def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """True when the URL's host is a loopback address, decided by address after parsing
+    (``127.0.0.1.attacker.example`` is not loopback); see :func:`amlwait.redact.is_loopback_url`.
+    """
+    return is_loopback_url(url)
 
 
 def default_token_provider(endpoint: str) -> TokenProvider:

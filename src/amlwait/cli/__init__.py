@@ -259,6 +259,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: map everything to one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    from amlwait.azureml.credentials import show_azure_identity_logs
+    from amlwait.redact import scrub
+
+    show_azure_identity_logs(debug)
     try:
         code = cli.main(args=args, prog_name="amlwait", standalone_mode=False)
     except click.exceptions.Exit as stop:
@@ -278,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     except AmlwaitError as error:
         if debug:
             raise
-        _say_error(f"{ERROR_PREFIX}{error}")
+        _say_error(f"{ERROR_PREFIX}{scrub(str(error))}")
         code = error.exit_code
     except KeyboardInterrupt:
         click.echo("amlwait: interrupted", err=True)
@@ -287,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _say_error(
-            f"amlwait: internal error: {type(error).__name__}: {error} "
+            f"amlwait: internal error: {type(error).__name__}: {scrub(str(error))} "
             "(rerun with --debug for a traceback, and please report it)"
         )
         code = 70

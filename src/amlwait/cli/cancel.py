@@ -1,7 +1,8 @@
 """What ``amlwait cancel`` does behind the click layer: ask ARM to cancel every job of
 the batch that is still going, and say per job what happened.
 
-Exit code 0 when every cancel request that was needed was accepted, 1 when one failed.
+Exit code 0 when every cancel request that was needed was accepted, 1 when one failed;
+a refused credential (the same for every job) stops it at once: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from amlwait.core.status import TERMINAL
 from amlwait.core.wording import count
 from amlwait.devops import vso
 from amlwait.devops.reporter import in_pipeline
-from amlwait.errors import EXIT_FAILED, EXIT_SUCCEEDED, InputError
+from amlwait.errors import EXIT_FAILED, EXIT_SUCCEEDED, AuthenticationError, InputError
+from amlwait.redact import scrub
 
 
 def say(line: str) -> None:
@@ -48,10 +50,10 @@ def run_cancel(manifest_path: str, **options: Any) -> int:
                         await source.cancel_job(ref)
                         say(f"{ref.name}  {snapshot.status} -> cancel requested")
                         canceled.append(ref.name)
-                    except InputError:
-                        raise
+                    except (InputError, AuthenticationError):
+                        raise  # the same for every job: one line, exit 2, no repeats
                     except Exception as error:  # reported per job; the rest go on
-                        say(f"{ref.name}  cancel failed: {error}")
+                        say(f"{ref.name}  cancel failed: {scrub(str(error))}")
                         failed.append(ref.name)
 
             await asyncio.gather(*(one(ref) for ref in manifest.jobs))

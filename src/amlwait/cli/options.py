@@ -115,13 +115,21 @@ def manifest_from_flags(path: str, options: Mapping[str, Any]) -> Manifest:
 
 
 def arm_source_from_flags(
-    options: Mapping[str, Any], budget: RequestBudget | None = None
+    options: Mapping[str, Any],
+    budget: RequestBudget | None = None,
+    on_trouble: Callable[[str], None] | None = None,
 ) -> ArmJobSource:
-    """An ARM job source at ``--arm-endpoint`` speaking ``--api-version``."""
+    """An ARM job source at ``--arm-endpoint`` speaking ``--api-version``; its retrying /
+    recovered lines go to ``on_trouble`` (default: printed on stdout)."""
     from amlwait.azureml.arm import ArmJobSource
 
     return ArmJobSource(
         endpoint=options["arm_endpoint"],
         api_version=options["api_version"],
         budget=budget,
+        on_trouble=on_trouble or _say,
     )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)

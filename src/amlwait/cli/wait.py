@@ -2,6 +2,11 @@
 wait from the flags, run it with SIGINT/SIGTERM stopping it, then report and exit.
 
 Exit codes: :data:`EXIT_CODES` maps the batch outcome to the process's exit code.
+
+Every exit path once the wait has started writes the reports asked for: a wait that broke
+(a refused token mid-wait, a request refused for good, an internal error) reports outcome
+``error`` with every job as last read, then its error goes on to the one line on stderr
+and its own exit code (2, or 70). Bad input found before the start writes none.
 """
 
 from __future__ import annotations
@@ -30,21 +35,24 @@ from amlwait.core.wording import count, plural
 from amlwait.devops import vso
 from amlwait.devops.reporter import AzureDevOpsReporter, in_pipeline
 from amlwait.errors import (
+    EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_SUCCEEDED,
     EXIT_TIMED_OUT,
     InputError,
 )
-from amlwait.events import WaitEvent
+from amlwait.events import ListingFailed, WaitEvent
+from amlwait.redact import scrub
 from amlwait.result import WaitResult
-from amlwait.waiter import Waiter, WaitOptions
+from amlwait.waiter import Waiter, WaitOptions, unread_result
 
 EXIT_CODES = {
     BatchOutcome.SUCCEEDED: EXIT_SUCCEEDED,
     BatchOutcome.FAILED: EXIT_FAILED,
     BatchOutcome.TIMED_OUT: EXIT_TIMED_OUT,
     BatchOutcome.INTERRUPTED: EXIT_INTERRUPTED,
+    BatchOutcome.ERROR: EXIT_BAD_INPUT,
 }
 
 REPORT_KINDS = ("json", "junit", "summary", "html")
@@ -124,9 +132,21 @@ class _Audience:
         return cls(person, AzureDevOpsReporter(sys.stdout) if devops else None)
 
     def __call__(self, event: WaitEvent) -> None:
+        if isinstance(event, ListingFailed):
+            self.trouble(event.message)
         if self.pipeline is not None:
             self.pipeline(event)
         self.person(event)
+
+    def trouble(self, line: str) -> None:
+        """A retrying / recovered line from the job source, or an unusable listing: on
+        stdout, and in a pipeline the start of trouble is a warning too."""
+        line = scrub(line)
+        if self.pipeline is not None and line.startswith(("retrying", "the listing")):
+            from amlwait.devops import vso
+
+            self.pipeline.emit(vso.log_issue("warning", line, code="amlwait.retrying"))
+        print(line, flush=True)
 
     def finish(self, result: WaitResult, paths: dict[str, Path | None]) -> None:
         self.person.finish(result)
@@ -156,13 +176,17 @@ def _run_waiter(
     budget: RequestBudget,
     audience: _Audience,
     on_retry: Callable[[list[JobRef]], None],
+    paths: dict[str, Path | None],
 ) -> WaitResult:
     """The wait itself, in an event loop; SIGINT/SIGTERM stop it (it still ends in a
-    result)."""
+    result). A wait that breaks is reported (outcome ``error``), then its error raised."""
     holder: dict[str, Waiter] = {}
+    # Built before the wait starts: a bad endpoint or token is bad input (one line, exit 2,
+    # no reports: nothing was waited for).
+    arm = arm_source_from_flags(options, budget, audience.trouble)
 
     async def main() -> WaitResult:
-        async with arm_source_from_flags(options, budget) as source:
+        async with arm as source:
             waiter = Waiter(
                 manifest.jobs,
                 source,
@@ -178,7 +202,17 @@ def _run_waiter(
         if "waiter" in holder:
             holder["waiter"].stop()
 
-    return run_with_signals(main, on_signal)
+    try:
+        return run_with_signals(main, on_signal)
+    except Exception as error:
+        waiter = holder.get("waiter")
+        broken = (
+            waiter.result_so_far(error)
+            if waiter is not None
+            else unread_result(manifest.jobs, error, options=wait_options, tag=manifest.tag)
+        )
+        audience.finish(broken, paths)
+        raise
 
 
 def _say_how_it_ended(result: WaitResult) -> None:
@@ -211,7 +245,7 @@ def run_wait(manifest_path: str, **options: Any) -> int:
     if audience.pipeline is not None:
         _pipeline_summary(paths)
     on_retry = _manifest_updater(manifest, update_path)
-    result = _run_waiter(manifest, options, wait_options, budget, audience, on_retry)
+    result = _run_waiter(manifest, options, wait_options, budget, audience, on_retry, paths)
     audience.finish(result, paths)
     _say_how_it_ended(result)
     return EXIT_CODES[result.outcome]

@@ -139,6 +139,13 @@ class ListingSchedule:
         self._absent.update(missing)
         return ListingRead(observed, batch_due, missing)
 
+    def listing_failed(self, read: ListJobs, now: float) -> None:
+        """The listing of ``read.workspace`` was unusable at ``now`` (its due jobs are read
+        by GET instead): list it again one interval later; conclude nothing about the jobs
+        it lacked."""
+        interval = self._intervals.get(read.workspace, self.policy.poll_interval)
+        self._next_listing[read.workspace] = now + interval
+
     def _ours(
         self, workspace: WorkspaceRef, jobs: Mapping[JobRef, JobState]
     ) -> dict[str, JobState]:

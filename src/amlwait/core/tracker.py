@@ -34,6 +34,9 @@ class BatchOutcome(str, enum.Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"
+    # The wait itself broke (a refused credential, an internal error): the reports still
+    # say what was known of every job when it did.
+    ERROR = "error"
 
     def __str__(self) -> str:
         return self.value

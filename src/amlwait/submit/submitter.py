@@ -12,7 +12,9 @@ At most ``concurrency`` circuits are in flight at once, all through one job sour
 its request budget and retries apply). A circuit whose requests fail (refused, or
 retries exhausted) is reported with the service's message and the others go on; running
 the same batch again completes it. After :meth:`Submitter.stop` no new circuit starts;
-those not started are reported as failed, "interrupted".
+those not started are reported as failed, "interrupted". A refused credential (401 after
+the one token refresh, or 403) is the same for every circuit: it ends the whole submit at
+once (:class:`~amlwait.errors.AuthenticationError`, exit 2, no manifest written).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 from amlwait.core.attempts import attempt_name
 from amlwait.core.jobs import JobRef, JobSnapshot
 from amlwait.core.status import JobStatus
-from amlwait.errors import AmlwaitError
+from amlwait.errors import AmlwaitError, AuthenticationError
 from amlwait.submit.plan import Batch, PlannedJob
 
 RETRYABLE_STATUSES: frozenset[str] = frozenset({JobStatus.FAILED.value, JobStatus.CANCELED.value})
@@ -90,6 +92,7 @@ class Submitter:
         self.on_result = on_result
         self._semaphore = asyncio.Semaphore(concurrency)
         self._stopped = False
+        self._refused: AuthenticationError | None = None
 
     def stop(self) -> None:
         """Start no new circuit; those in flight finish their current request sequence."""
@@ -102,6 +105,8 @@ class Submitter:
 
     async def _one(self, batch: Batch, job: PlannedJob) -> CircuitResult:
         async with self._semaphore:
+            if self._refused is not None:
+                raise self._refused
             if self._stopped:
                 result = CircuitResult(job, Outcome.FAILED, message="interrupted before submission")
             else:
@@ -138,6 +143,9 @@ class Submitter:
                 previous=newest.name,
                 previous_status=newest.status,
             )
+        except AuthenticationError as error:
+            self._refused = error
+            raise
         except (AmlwaitError, ValueError) as error:
             message = " ".join(str(error).split())
             if newest is None:

@@ -15,23 +15,62 @@ Kinds and what the client sees:
 - ``"drop"``: a 200 whose headers promise a longer body than is sent before the
   connection closes; httpx raises ``RemoteProtocolError``.
 - ``"slow"``: the normal answer, after ``delay`` *real* seconds.
+
+Misbehaviour a real ARM should never show, but a client must survive (each ends in a
+result, never a hang, a crash or a token on the screen):
+
+- ``"malformed-json"``: 200, ``application/json``, a body that is not JSON.
+- ``"html"``: 200 with an HTML page (what a captive portal or a proxy sends).
+- ``"json-list"``: 200 with a JSON list where an object belongs.
+- ``"properties-string"``: 200 with ``"properties": "Running"`` (a string, not an object)
+  in the job (or in every job of a listing).
+- ``"self-next-link"``: the normal listing page, with ``nextLink`` pointing back to the
+  very request that fetched it (a listing that never ends).
+- ``"one-job-loop"``: the listing page cut to its first job, ``nextLink`` pointing back to
+  itself.
+- ``"drip"``: a 200 whose headers come at once and whose body comes one byte every
+  ``delay`` *real* seconds (no read ever times out; the whole answer takes forever).
+- ``"hang"``: the request is read and never answered, until the client goes away.
+- ``"retry-after"``: 429 with ``Retry-After: retry_after`` written as is, ``inf`` and
+  ``100000`` included.
+- ``"echo-authorization"``: 400 whose error message repeats the request's
+  ``Authorization`` header (a careless server, or a hostile one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amlwait.workspace.errors import error_response, format_seconds
 from amlwait.workspace.requestlog import RequestRecord, record_of
 
-FaultKind = Literal["429", "500", "503", "401", "drop", "slow"]
+FaultKind = Literal[
+    "429",
+    "500",
+    "503",
+    "401",
+    "drop",
+    "slow",
+    "malformed-json",
+    "html",
+    "json-list",
+    "properties-string",
+    "self-next-link",
+    "one-job-loop",
+    "drip",
+    "hang",
+    "retry-after",
+    "echo-authorization",
+]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 Matcher = str | Callable[[RequestRecord], bool] | None
 
@@ -120,6 +159,20 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
         elif fault.kind == "drop":
             await _drop(send)
+        elif fault.kind in _BODIES:
+            await _raw_answer(send, 200, *_BODIES[fault.kind])
+        elif fault.kind == "properties-string":
+            await _properties_string(scope, send)
+        elif fault.kind in ("self-next-link", "one-job-loop"):
+            await _looping_page(
+                scope, receive, send, self.app, first_only=fault.kind != "self-next-link"
+            )
+        elif fault.kind == "drip":
+            await _drip(receive, send, fault.delay)
+        elif fault.kind == "hang":
+            await _until_disconnected(receive)
+        elif fault.kind == "echo-authorization":
+            await _echo_authorization(scope, send)
         else:
             await _error_answer(fault)(scope, receive, send)
 
@@ -139,9 +192,133 @@ async def _drop(send: Send) -> None:
     # Returning now leaves the response incomplete: the server closes the connection.
 
 
+_BODIES: dict[str, tuple[bytes, bytes]] = {
+    "malformed-json": (b"application/json", b'{"value": [{"name": "J", "properties": {'),
+    "html": (
+        b"text/html; charset=utf-8",
+        b"<!DOCTYPE html><html><body><h1>Sign in to continue</h1></body></html>",
+    ),
+    "json-list": (b"application/json", b'[{"name": "J"}]'),
+}
+
+
+async def _raw_answer(
+    send: Send,
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _properties_string(scope: Scope, send: Send) -> None:
+    path: str = scope["path"]
+    item = {"name": path.rsplit("/", 1)[-1], "properties": "Running"}
+    body = item if not path.lower().endswith("/jobs") else {"value": [item]}
+    await _raw_answer(send, 200, b"application/json", json.dumps(body).encode())
+
+
+def _own_url(scope: Scope) -> str:
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope['scheme']}://{host}{scope['path']}" + (f"?{query}" if query else "")
+
+
+async def _looping_page(
+    scope: Scope, receive: Receive, send: Send, app: ASGIApp, *, first_only: bool
+) -> None:
+    """The app's own answer, its ``nextLink`` rewritten to the URL that fetched it."""
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def capture(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, capture)
+    try:
+        page = json.loads(b"".join(chunks))
+    except ValueError:
+        page = None
+    if not isinstance(page, dict) or start.get("status") != 200:
+        await _raw_answer(
+            send, int(start.get("status", 500)), b"application/json", b"".join(chunks)
+        )
+        return
+    if first_only:
+        page["value"] = list(page.get("value") or [])[:1]
+    page["nextLink"] = _own_url(scope)
+    await _raw_answer(send, 200, b"application/json", json.dumps(page).encode())
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    """Read the request, then wait for the client to go away (or the server to stop)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _drip(receive: Receive, send: Send, every: float) -> None:
+    """Headers now, then one byte of a long body every ``every`` seconds until the client
+    leaves (a bounded number of bytes, so a forgotten test still ends)."""
+    body = b'{"value": []}' + b" " * 4096
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    gone = asyncio.ensure_future(_until_disconnected(receive))
+    try:
+        for index in range(len(body)):
+            await asyncio.wait({gone}, timeout=every)
+            if gone.done():
+                return
+            more = index + 1 < len(body)
+            await send(
+                {"type": "http.response.body", "body": body[index : index + 1], "more_body": more}
+            )
+    finally:
+        gone.cancel()
+
+
+async def _echo_authorization(scope: Scope, send: Send) -> None:
+    authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+    body = {
+        "error": {
+            "code": "BadRequest",
+            "message": f"The request with header Authorization: {authorization} is not valid.",
+        }
+    }
+    await _raw_answer(send, 400, b"application/json", json.dumps(body).encode())
+
+
+def _retry_after_text(seconds: float) -> str:
+    return format_seconds(seconds) if math.isfinite(seconds) else str(seconds)
+
+
 def _error_answer(fault: Fault) -> ASGIApp:
-    retry = {"Retry-After": format_seconds(fault.retry_after)}
-    if fault.kind == "429":
+    retry = {"Retry-After": _retry_after_text(fault.retry_after)}
+    if fault.kind in ("429", "retry-after"):
         return error_response(
             429,
             "TooManyRequests",

@@ -54,3 +54,48 @@ def test_an_adapters_command_module_imports_first_without_a_cycle() -> None:
         "print(cli.get_command(click.Context(cli), 'serve') is amlwait.service.cli.serve)"
     )
     assert result.stdout.strip() == "True", result.stderr
+
+
+_COMMAND_LAYER = ("cli", "submit.command", "submit.cli", "service.cli", "workspace.cli")
+_FORBIDDEN_BELOW = {
+    # room: the rooms it must never import (imports point down only; README "Architecture")
+    "core": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli", "events",
+             "result", "console"},
+    "events": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
+    "result": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
+    "waiter": {"devops", "submit", "service", "cli", "workspace"},
+    "azureml": {"waiter", "devops", "submit", "service", "cli", "workspace"},
+    "workspace": {"waiter", "devops", "submit", "service", "cli"},
+    "devops": {"waiter", "submit", "service", "cli"},
+    "submit": {"service", "cli"},
+    "service": {"cli", "submit"},
+}
+
+
+def test_imports_point_down_only() -> None:
+    import ast
+    from pathlib import Path
+
+    import amlwait
+
+    root = Path(amlwait.__file__).parent
+    offences = []
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        if module.startswith(_COMMAND_LAYER):
+            continue  # the command layer sits on top and may import any room
+        room = module.split(".")[0]
+        forbidden = _FORBIDDEN_BELOW.get(room, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "amlwait" and len(parts) > 1 and parts[1] in forbidden:
+                    offences.append(f"{module} imports {name}")
+    assert offences == []

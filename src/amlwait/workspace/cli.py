@@ -30,6 +30,8 @@ from amlwait.errors import EXIT_BAD_INPUT, EXIT_FAILED
 if TYPE_CHECKING:
     import httpx
 
+    from amlwait.workspace.local import LocalWorkspace
+
 __all__ = ["logs", "workspace"]
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
@@ -120,13 +122,7 @@ def serve(
         raise _OneLineError("--tls-cert and --tls-key go together: give both or neither.")
     if insecure_no_auth and token:
         raise _OneLineError("--insecure-no-auth and --token contradict each other: give one.")
-    import secrets
-
-    from amlwait.errors import InputError
-    from amlwait.redact import check_token
-    from amlwait.workspace.local import LocalWorkspace
     from amlwait.workspace.server import check_exposure
-    from amlwait.workspace.workspaces import KnownWorkspaces
 
     try:  # beyond loopback only with a token the user chose (and so can hand out)
         check_exposure(host, token or None)
@@ -134,7 +130,49 @@ def serve(
         raise _OneLineError(f"cannot start the local workspace: {exc}") from None
     generated = not token and not insecure_no_auth
     if generated:
+        import secrets
+
         token = secrets.token_urlsafe(32)
+    ws, described = _start_workspace(
+        host,
+        port,
+        data_dir,
+        token,
+        insecure_no_auth=insecure_no_auth,
+        workspaces=workspaces,
+        max_concurrent=max_concurrent,
+        tls=(tls_cert, tls_key),
+    )
+    if insecure_no_auth:
+        token_value = "local  # --insecure-no-auth: any bearer token works"
+    elif generated:
+        token_value = str(token)
+    else:
+        token_value = "<the --token value>"
+    click.echo(
+        f"amlwait workspace serving {described} at {ws.endpoint}; export "
+        f"AMLWAIT_ARM_ENDPOINT={ws.endpoint} AMLWAIT_ACCESS_TOKEN={token_value}",
+    )
+    _serve_until_signalled(ws, keep_jobs=keep_jobs)
+
+
+def _start_workspace(
+    host: str,
+    port: int,
+    data_dir: Path,
+    token: str | None,
+    *,
+    insecure_no_auth: bool,
+    workspaces: tuple[str, ...],
+    max_concurrent: int,
+    tls: tuple[Path | None, Path | None],
+) -> tuple[LocalWorkspace, str]:
+    """The started local workspace and a description of what it serves; one line if not."""
+    from amlwait.errors import InputError
+    from amlwait.redact import check_token
+    from amlwait.workspace.local import LocalWorkspace
+    from amlwait.workspace.workspaces import KnownWorkspaces
+
     try:
         if token:
             check_token(token, source="--token (or AMLWAIT_WORKSPACE_TOKEN)")
@@ -146,8 +184,8 @@ def serve(
             port=port,
             token=None if insecure_no_auth else token,
             max_concurrent=max_concurrent,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
+            tls_cert=tls[0],
+            tls_key=tls[1],
             workspaces=served.specs,
         )
         ws.start()
@@ -155,7 +193,11 @@ def serve(
         raise _OneLineError(str(exc)) from None
     except (ValueError, OSError, RuntimeError) as exc:
         raise _OneLineError(f"cannot start the local workspace: {exc}") from None
+    return ws, served.describe()
 
+
+def _serve_until_signalled(ws: LocalWorkspace, *, keep_jobs: bool) -> None:
+    """Serve until SIGINT or SIGTERM; then stop, killing running jobs unless ``keep_jobs``."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -164,16 +206,6 @@ def serve(
     previous: dict[int, Any] = {
         sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    if insecure_no_auth:
-        token_value = "local  # --insecure-no-auth: any bearer token works"
-    elif generated:
-        token_value = str(token)
-    else:
-        token_value = "<the --token value>"
-    click.echo(
-        f"amlwait workspace serving {served.describe()} at {ws.endpoint}; export "
-        f"AMLWAIT_ARM_ENDPOINT={ws.endpoint} AMLWAIT_ACCESS_TOKEN={token_value}",
-    )
     try:
         while not stop.wait(0.5):
             pass
@@ -231,16 +263,29 @@ def logs(
     'az ml job stream --name JOB'. Exit codes: 0 printed · 1 no such job · 2 bad input,
     not a local workspace, or the workspace unreachable.
     """
-    from amlwait.azureml.credentials import default_token_provider, is_loopback
+    _check_logs_input(job_name, subscription, resource_group, workspace_name)
+    endpoint = arm_endpoint.rstrip("/")
+    sub, rg, ws = (quote(str(p), safe="") for p in (subscription, resource_group, workspace_name))
+    job_url = (
+        f"{endpoint}/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+        f"Microsoft.MachineLearningServices/workspaces/{ws}/jobs/{job_name}"
+    )
+    text = _fetch_log(ctx, endpoint, job_url, job_name, str(workspace_name), api_version)
+    click.echo(text, nl=False)
+
+
+def _check_logs_input(
+    job_name: str, subscription: str | None, resource_group: str | None, workspace: str | None
+) -> None:
+    """One line for a missing connection flag or an invalid job name."""
     from amlwait.core.jobs import is_valid_job_name
-    from amlwait.errors import AmlwaitError
 
     missing = [
         f"{flag} (or {env})"
         for value, flag, env in (
             (subscription, "--subscription", "AZURE_SUBSCRIPTION_ID"),
             (resource_group, "--resource-group", "AZURE_RESOURCE_GROUP"),
-            (workspace_name, "--workspace-name", "AZUREML_WORKSPACE_NAME"),
+            (workspace, "--workspace-name", "AZUREML_WORKSPACE_NAME"),
         )
         if not value
     ]
@@ -250,23 +295,30 @@ def logs(
         raise _OneLineError(
             f"'{job_name}' is not a valid job name: use 1 to 255 letters, digits, '-' or '_'"
         )
-    endpoint = arm_endpoint.rstrip("/")
+
+
+def _fetch_log(
+    ctx: click.Context,
+    endpoint: str,
+    job_url: str,
+    job_name: str,
+    workspace: str,
+    api_version: str,
+) -> str:
+    """The job's log text from the local workspace; exits with one line otherwise."""
+    import asyncio
+
+    import httpx
+
+    from amlwait.azureml.credentials import default_token_provider, is_loopback
+    from amlwait.errors import AmlwaitError
+
     if not is_loopback(endpoint):
         _stop(ctx, EXIT_BAD_INPUT, _not_local(endpoint, job_name))
     try:
-        import asyncio
-
         token = asyncio.run(default_token_provider(endpoint).token())
     except AmlwaitError as exc:
         raise _OneLineError(str(exc)) from None
-
-    sub, rg, ws = (quote(str(p), safe="") for p in (subscription, resource_group, workspace_name))
-    job_url = (
-        f"{endpoint}/subscriptions/{sub}/resourceGroups/{rg}/providers/"
-        f"Microsoft.MachineLearningServices/workspaces/{ws}/jobs/{job_name}"
-    )
-    import httpx
-
     try:
         with httpx.Client(
             headers={"Authorization": f"Bearer {token}"},
@@ -279,7 +331,7 @@ def logs(
                     ctx,
                     EXIT_FAILED,
                     f"amlwait: error: job '{job_name}' was not found in workspace "
-                    f"'{workspace_name}' at {endpoint}",
+                    f"'{workspace}' at {endpoint}",
                 )
             _require_ok(ctx, job, endpoint)
             log = client.get(f"{job_url}/{LOGS_ROUTE}")
@@ -293,7 +345,7 @@ def logs(
             f"amlwait: error: cannot reach the workspace at {endpoint} "
             f"({type(exc).__name__}: {exc}); is 'amlwait workspace serve' running?",
         )
-    click.echo(log.text, nl=False)
+    return log.text
 
 
 def _not_local(endpoint: str, job_name: str) -> str:

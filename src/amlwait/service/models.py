@@ -23,7 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from amlwait.azureml.credentials import is_loopback
 from amlwait.core.duration import parse_duration
-from amlwait.core.jobs import JOB_NAME_PATTERN, tag_key_problem
+from amlwait.core.jobs import (
+    RESOURCE_GROUP_PATTERN,
+    RESOURCE_GROUP_RULE,
+    SUBSCRIPTION_PATTERN,
+    SUBSCRIPTION_RULE,
+    WORKSPACE_PATTERN,
+    WORKSPACE_RULE,
+    job_name_problem,
+    tag_key_problem,
+)
 
 MAX_BODY_CHARS = 2000
 MAX_TIMEOUT_SECONDS = 30 * 86400.0  # a server job runs at most 30 days
@@ -39,8 +48,7 @@ CALLBACK_HEADERS = (
 )
 AUTH_TOKEN_HEADER = "AuthToken"
 # Ids go into URL paths of the callback: GUIDs in practice, never anything path-like.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 
 class RequestProblem(Exception):
@@ -67,12 +75,22 @@ class WaitRequest(BaseModel):
     fail_fast: bool = Field(default=False, alias="failFast")
     cancel_remaining: bool = Field(default=False, alias="cancelRemaining")
 
-    @field_validator("subscription", "resource_group", "workspace")
+    # Each is a segment of the ARM path read with the service's own token: Azure's naming
+    # rules (amlwait.core.jobs), so ".." or "WS\n" never reaches a request.
+    @field_validator("subscription")
     @classmethod
-    def _plain_name(cls, value: str) -> str:
-        if not _NAME_PATTERN.match(value):
-            raise ValueError("may hold only letters, digits, '_', '.' and '-'")
-        return value
+    def _subscription(cls, value: str) -> str:
+        return _follows_rule(value, SUBSCRIPTION_PATTERN, SUBSCRIPTION_RULE)
+
+    @field_validator("resource_group")
+    @classmethod
+    def _resource_group(cls, value: str) -> str:
+        return _follows_rule(value, RESOURCE_GROUP_PATTERN, RESOURCE_GROUP_RULE)
+
+    @field_validator("workspace")
+    @classmethod
+    def _workspace(cls, value: str) -> str:
+        return _follows_rule(value, WORKSPACE_PATTERN, WORKSPACE_RULE)
 
     @field_validator("tag")
     @classmethod
@@ -90,8 +108,9 @@ class WaitRequest(BaseModel):
         if not value:
             raise ValueError("is empty; leave it out to list the batch by its tag")
         for name in value:
-            if not JOB_NAME_PATTERN.match(name):
-                raise ValueError(f"{name[:60]!r} is not a valid Azure ML job name")
+            problem = job_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
         if len(set(value)) != len(value):
             raise ValueError("names a job twice")
         return value
@@ -111,6 +130,12 @@ class WaitRequest(BaseModel):
     def to_document(self) -> dict[str, Any]:
         """As stored (and as the caller wrote it: camelCase)."""
         return self.model_dump(by_alias=True, mode="json")
+
+
+def _follows_rule(value: str, pattern: re.Pattern[str], rule: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{value[:60]!r} is not valid: {rule}")
+    return value
 
 
 @dataclass(frozen=True)

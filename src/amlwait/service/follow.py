@@ -26,11 +26,12 @@ from typing import Any
 from amlwait.console import PlainReporter, summary_lines
 from amlwait.core.clock import Clock
 from amlwait.core.duration import format_duration
-from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.jobs import JobRef, WorkspaceRef, job_name_problem, workspace_ref_problem
 from amlwait.core.policy import PollPolicy
 from amlwait.core.source import JobSource
 from amlwait.core.tracker import BatchOutcome, JobState
 from amlwait.errors import AmlwaitError
+from amlwait.redact import scrub
 from amlwait.result import WaitResult
 from amlwait.service.devops_client import feed_line
 from amlwait.service.hooks import WaitFinished, WaitHook
@@ -43,6 +44,17 @@ from amlwait.waiter import Waiter, WaitOptions
 log = logging.getLogger("amlwait.service")
 
 MAX_FEED_LINES = 200  # per flush; the final log has every job anyway
+_MIN_READ_SECONDS = 1.0  # a listing gets at least this long, even right at its deadline
+MAX_PROBLEM_CHARS = 300  # of an error's text in a feed line or a stored reason
+
+
+def read_problem(error: BaseException) -> str:
+    """One scrubbed line saying what a failed read raised. An :class:`AmlwaitError` is
+    already written for users; anything else (malformed JSON, an invalid URL, a bug) is
+    named by its type, since its text was not."""
+    text = str(error) if isinstance(error, AmlwaitError) else f"{type(error).__name__}: {error}"
+    text = scrub(" ".join(text.split()))
+    return text if len(text) <= MAX_PROBLEM_CHARS else text[: MAX_PROBLEM_CHARS - 1] + "…"
 
 
 class FeedLines(io.StringIO):
@@ -56,7 +68,7 @@ class FeedLines(io.StringIO):
     def write(self, text: str) -> int:
         for line in text.splitlines():
             if line.strip():
-                self.pending.append(feed_line(line, self.clock.now()))
+                self.pending.append(feed_line(scrub(line), self.clock.now()))
         return len(text)
 
     def take(self) -> list[str]:
@@ -101,6 +113,7 @@ class Follow:
         self.saved: dict[str, Any] | None = None
         self.lost = False
         self.evented = False
+        self.finishing = False  # _finish has begun: the wait ends here or was ended elsewhere
 
     @property
     def wait_id(self) -> str:
@@ -149,6 +162,13 @@ class Follow:
         )
         saved = self.record.result or {}
         names = list(request.get("jobs") or saved.get("jobs") or [])
+        # A wait stored before names were checked this tightly must not reach a request.
+        problem = workspace_ref_problem(
+            workspace.subscription, workspace.resource_group, workspace.workspace
+        ) or next(filter(None, map(job_name_problem, names)), None)
+        if problem is not None:
+            await self._finish(BatchOutcome.FAILED, f"the wait cannot be followed: {problem}", [])
+            return
         if saved:
             self.say(f"amlwait service {self.context.owner} resumes this wait")
         if not names:
@@ -181,11 +201,18 @@ class Follow:
         failures = 0
         while not self.lost:
             try:
-                listing = await self.context.source.list_jobs_by_tag(workspace, self.tag)
+                # Bounded by the time left, so a source that hangs or retries forever
+                # cannot hold the wait past its end (TimeoutError counts as a failure).
+                left = max(0.0, give_up_at - self.clock.now())
+                listing = await asyncio.wait_for(
+                    self.context.source.list_jobs_by_tag(workspace, self.tag),
+                    timeout=max(left, _MIN_READ_SECONDS),
+                )
                 failures = 0
-            except AmlwaitError as error:
+            except Exception as error:  # whatever a read raises, the wait ends (see _read_failed)
                 failures += 1
-                if await self._read_failed(error, failures, give_up=False):
+                past_deadline = self.clock.now() >= record.deadline
+                if await self._read_failed(error, failures, past_deadline=past_deadline):
                     return None
                 listing = None
             if listing is not None:
@@ -227,13 +254,16 @@ class Follow:
             flusher = asyncio.ensure_future(self._flush_loop())
             try:
                 return await waiter.run()
-            except AmlwaitError as error:
+            except Exception as error:  # whatever a read raises, the wait ends (see _read_failed)
                 failures += 1
                 past_deadline = self.clock.now() >= self.record.deadline
-                if await self._read_failed(error, failures, give_up=past_deadline):
+                if await self._read_failed(error, failures, past_deadline=past_deadline):
                     return None
-                # Still inside the try: progress keeps being flushed while backing off.
-                await self.clock.sleep(self.context.settings.outbox_retry.delay(failures + 1))
+                # Still inside the try: progress keeps being flushed while backing off. The
+                # back-off never outlasts the deadline, so the deadline always ends the wait.
+                delay = self.context.settings.outbox_retry.delay(failures + 1)
+                left = self.record.deadline - self.clock.now()
+                await self.clock.sleep(max(0.0, min(delay, left)))
             finally:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
@@ -249,14 +279,30 @@ class Follow:
             concurrency=settings.concurrency,
         )
 
-    async def _read_failed(self, error: AmlwaitError, failures: int, *, give_up: bool) -> bool:
-        """Count a failed Azure ML read; finish the wait as failed (True) after too many."""
+    async def _read_failed(self, error: Exception, failures: int, *, past_deadline: bool) -> bool:
+        """Count a failed Azure ML read, whatever it raised; finish the wait as failed (True)
+        after ``arm_error_limit`` failures in a row, or at once past the deadline. The feed
+        gets one line per failure, and failures are spaced by the caller's back-off, so a
+        read that always fails costs at most ``arm_error_limit`` lines and log entries."""
         self.context.arm_failed()
-        self.say(f"Azure ML could not be read: {error}")
-        if failures >= self.context.settings.arm_error_limit or give_up:
-            await self._finish(BatchOutcome.FAILED, f"Azure ML kept failing: {error}", [])
-            return True
-        return False
+        problem = read_problem(error)
+        self.say(f"Azure ML could not be read: {problem}")
+        if not isinstance(error, AmlwaitError):
+            log.warning(
+                "reading Azure ML for wait %s failed (%d of %d): %s",
+                self.wait_id,
+                failures,
+                self.context.settings.arm_error_limit,
+                problem,
+            )
+        if past_deadline:
+            reason = f"deadline reached; Azure ML could not be read: {problem}"
+        elif failures >= self.context.settings.arm_error_limit:
+            reason = f"Azure ML kept failing: {problem}"
+        else:
+            return False
+        await self._finish(BatchOutcome.FAILED, reason, [])
+        return True
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -309,6 +355,8 @@ class Follow:
         result: WaitResult | None = None,
     ) -> None:
         """Store the outcome and the final messages in one step, then tell the hooks."""
+        self.finishing = True
+        reason = scrub(reason) if reason else reason
         devops_result = "succeeded" if outcome is BatchOutcome.SUCCEEDED else "failed"
         if reason:
             self.say(reason)

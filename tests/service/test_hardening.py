@@ -3,7 +3,10 @@ on loopback HTTP, a real SQLite store, and small fakes of ARM and Azure DevOps."
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,10 +14,21 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from amlwait.azureml.arm import ArmJobSource
+from amlwait.azureml.credentials import StaticToken
+from amlwait.core.policy import PollPolicy
+from amlwait.core.retry import RetryPolicy
 from amlwait.service.app import create_app
+from amlwait.service.devops_client import DevOpsClient
 from amlwait.service.secrets import generate_secret
 from amlwait.service.store import Store, open_store
+from amlwait.service.testing import FakeDevOps
+from amlwait.service.watcher import Watcher, WatcherSettings
 from amlwait.workspace.server import ServerThread
 
 KEY = "hardening-service-key-0123456789"
@@ -116,3 +130,251 @@ def test_names_azure_accepts_are_stored(serve_app: Callable[..., str], store: St
     answer = httpx.post(f"{url}/v1/waits", content=body, headers=headers())
     assert answer.status_code == 202, answer.text
     assert stored_waits(store) == 1
+
+
+# -- item 10: a PlanUrl is normalised before it is compared ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "plan_url",
+    [
+        "https://dev.azure.com/contoso/../evil/",
+        "https://dev.azure.com/contoso/%2e%2e/evil/",
+        "https://dev.azure.com/contoso/%2E%2E/evil/",
+        "https://dev.azure.com/contoso/.%2e/evil/",
+        "https://dev.azure.com/contoso/./../evil/",
+        "https://dev.azure.com/contoso/x/../../evil/",
+        "https://dev.azure.com/contoso/%2e%2e%2fevil/",
+        "https://dev.azure.com/contoso/..%5cevil/",
+        "https://dev.azure.com/contoso\\..\\evil/",
+        "https://dev.azure.com/contoso/%252e%252e/evil/",
+    ],
+)
+def test_a_plan_url_that_climbs_out_of_the_allowed_organization_is_refused(
+    serve_app: Callable[..., str], store: Store, plan_url: str
+) -> None:
+    url = serve_app()
+    answer = httpx.post(
+        f"{url}/v1/waits", content=request_body(), headers=headers(PlanUrl=plan_url)
+    )
+    assert answer.status_code == 403, answer.text
+    assert stored_waits(store) == 0
+
+
+def test_a_plan_url_with_harmless_dot_segments_is_stored_normalised(
+    serve_app: Callable[..., str], store: Store
+) -> None:
+    url = serve_app()
+    plan_url = "https://dev.azure.com/contoso/./project/../"
+    answer = httpx.post(
+        f"{url}/v1/waits", content=request_body(), headers=headers(PlanUrl=plan_url)
+    )
+    assert answer.status_code == 202, answer.text
+    record = store.get_wait(answer.json()["waitId"])
+    assert record is not None and record.callback["PlanUrl"] == ORG
+
+
+# -- item 11: bodies are bounded in size and depth -------------------------------------------
+
+
+def test_deep_nesting_in_a_wait_is_a_400_not_a_500(serve_app: Callable[..., str]) -> None:
+    url = serve_app()
+    for deep in ("[" * 990 + "]" * 990, '{"tag":' + "[" * 900 + "]" * 900 + "}"):
+        answer = httpx.post(f"{url}/v1/waits", content=deep, headers=headers())
+        assert answer.status_code == 400, answer.text
+        assert "nest" in answer.json()["error"]
+
+
+EVENTGRID_KEY = "eventgrid-key-0123456789"
+
+
+def test_event_grid_bodies_are_bounded_in_size_and_depth_and_odd_data_is_ignored(
+    serve_app: Callable[..., str],
+) -> None:
+    url = serve_app(eventgrid_key=EVENTGRID_KEY)
+    endpoint = f"{url}/v1/events/eventgrid?key={EVENTGRID_KEY}"
+    huge = b"[" + b" " * (4 * 1024 * 1024) + b"]"
+    answer = httpx.post(endpoint, content=huge)
+    assert answer.status_code == 413, answer.text
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
+        yield b"["
+        for _ in range(64):
+            yield b" " * 65536
+        yield b"]"
+
+    answer = httpx.post(endpoint, content=chunks())
+    assert answer.status_code == 413, answer.text
+    answer = httpx.post(endpoint, content="[" * 5000 + "]" * 5000)
+    assert answer.status_code == 400 and "nest" in answer.json()["error"]
+    validation = {"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "data": "x"}
+    answer = httpx.post(endpoint, json=[validation])
+    assert answer.status_code == 400, answer.text
+    run_event = {"eventType": "Microsoft.MachineLearningServices.RunCompleted", "data": "x"}
+    answer = httpx.post(endpoint, json=[run_event])
+    assert answer.status_code == 200 and answer.json()["events"] == 0
+
+
+# -- item 1: whatever a read raises, a wait ends and calls back ------------------------------
+
+
+class BrokenArm:
+    """A loopback ARM that answers every request ``200`` with a body that is not JSON (the
+    first mode the probe found); ``requests`` counts what it was sent."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.server = ServerThread(
+            Starlette(routes=[Route("/{path:path}", self._answer, methods=["GET", "POST"])])
+        )
+
+    async def _answer(self, request: Request) -> Response:
+        self.requests += 1
+        return Response('{"value": [ {"name": ', media_type="application/json")
+
+    def __enter__(self) -> BrokenArm:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+FAST_SETTINGS = WatcherSettings(
+    policy=PollPolicy(poll_interval=0.05, max_poll_interval=0.1, not_found_grace=30.0),
+    lease_seconds=30.0,
+    claim_interval=0.05,
+    progress_interval=0.05,
+    outbox_interval=0.05,
+    outbox_retry=RetryPolicy(initial=0.05, maximum=0.2, jitter=0.0),
+)
+
+
+def store_wait(store: Store, org_url: str, *, deadline_in: float, **request: Any) -> str:
+    now = time.time()
+    document = json.loads(request_body(**request))
+    callback = {name: value for name, value in headers(PlanUrl=org_url).items()}
+    record, _ = store.create_wait(
+        plan_key=uuid.uuid4().hex,
+        request=document,
+        callback={k: callback[k] for k in ("PlanUrl", "ProjectId", "HubName", "PlanId",
+                                           "JobId", "TimelineId", "TaskInstanceId")},
+        auth_token=TOKEN,
+        deadline=now + deadline_in,
+        now=now,
+    )  # fmt: skip
+    return record.wait_id
+
+
+def run_watcher(
+    store: Store,
+    arm_endpoint: str,
+    devops: FakeDevOps,
+    settings: WatcherSettings,
+    done: Callable[[], bool],
+    limit: float,
+) -> float:
+    """Runs a watcher (real ArmJobSource and DevOpsClient) until ``done()`` or ``limit``
+    seconds; returns the seconds it took."""
+
+    async def main() -> float:
+        source = ArmJobSource(
+            endpoint=arm_endpoint,
+            credential=StaticToken("arm-token-for-the-broken-arm"),
+            retry=RetryPolicy(initial=0.01, maximum=0.05, jitter=0.0),
+        )
+        client = DevOpsClient([devops.org_url], timeout=5.0)
+        watcher = Watcher(store, source, client, settings=settings)
+        running = asyncio.ensure_future(watcher.run())
+        start = time.monotonic()
+        try:
+            while not done() and time.monotonic() - start < limit:
+                await asyncio.sleep(0.05)
+            return time.monotonic() - start
+        finally:
+            watcher.stop()
+            await running
+            await source.aclose()
+            await client.aclose()
+
+    return asyncio.run(main())  # fmt: skip
+
+
+def completions(devops: FakeDevOps) -> list[str]:
+    return [str(call.json["result"]) for call in devops.accepted_completions()]
+
+
+def feed(devops: FakeDevOps) -> list[str]:
+    lines: list[str] = []
+    for call in devops.snapshot():
+        if call.path.endswith("/feed"):
+            lines.extend(call.json["value"])
+    return lines
+
+
+@pytest.fixture
+def devops() -> Iterator[FakeDevOps]:
+    fake = FakeDevOps().start()
+    yield fake
+    fake.stop()
+
+
+def test_malformed_answers_from_arm_end_both_kinds_of_wait_as_failed_with_the_reason(
+    store: Store, devops: FakeDevOps, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="amlwait.service")
+    with BrokenArm() as arm:
+        listed = store_wait(store, devops.org_url, deadline_in=600)
+        named = store_wait(store, devops.org_url, deadline_in=600, jobs=["j0"])
+        took = run_watcher(
+            store, arm.server.endpoint, devops, FAST_SETTINGS,
+            done=lambda: len(completions(devops)) == 2, limit=30,
+        )  # fmt: skip
+    assert completions(devops) == ["failed", "failed"], f"no callback after {took:.1f} s"
+    for wait_id in (listed, named):
+        record = store.get_wait(wait_id)
+        assert record is not None and record.state != "waiting"
+        assert record.result is not None
+        assert record.result["reason"].startswith("Azure ML kept failing: JSONDecodeError")
+    lines = feed(devops)
+    failures = [line for line in lines if "Azure ML could not be read" in line]
+    assert len(failures) == 2 * FAST_SETTINGS.arm_error_limit, lines
+    # Bounded log volume: one line per failed read, no tracebacks, no "resumes later" loop.
+    assert len(caplog.records) <= 2 * FAST_SETTINGS.arm_error_limit
+    assert not any("resumes later" in r.getMessage() for r in caplog.records)
+
+
+def test_the_deadline_ends_a_wait_whose_reads_keep_failing(
+    store: Store, devops: FakeDevOps
+) -> None:
+    patient = WatcherSettings(**{**FAST_SETTINGS.__dict__, "arm_error_limit": 1_000_000})
+    with BrokenArm() as arm:
+        wait_id = store_wait(store, devops.org_url, deadline_in=1.5, jobs=["j0"])
+        took = run_watcher(
+            store, arm.server.endpoint, devops, patient,
+            done=lambda: bool(completions(devops)), limit=30,
+        )  # fmt: skip
+    assert completions(devops) == ["failed"], f"no callback after {took:.1f} s"
+    assert took < 10
+    record = store.get_wait(wait_id)
+    assert record is not None and record.result is not None
+    assert record.result["reason"].startswith("deadline reached; Azure ML could not be read")
+    assert any("deadline reached" in line for line in feed(devops))
+
+
+def test_a_stored_wait_with_a_name_azure_refuses_fails_without_a_request(
+    store: Store, devops: FakeDevOps
+) -> None:
+    """As a wait stored before names were checked at the door: "WS\\n" raised
+    httpx.InvalidURL on every read, forever."""
+    with BrokenArm() as arm:
+        wait_id = store_wait(store, devops.org_url, deadline_in=600, workspace="WS\n")
+        run_watcher(
+            store, arm.server.endpoint, devops, FAST_SETTINGS,
+            done=lambda: bool(completions(devops)), limit=30,
+        )  # fmt: skip
+        assert arm.requests == 0
+    assert completions(devops) == ["failed"]
+    record = store.get_wait(wait_id)
+    assert record is not None and record.result is not None
+    assert "the workspace 'WS\\n' is not valid" in record.result["reason"]

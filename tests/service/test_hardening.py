@@ -378,3 +378,84 @@ def test_a_stored_wait_with_a_name_azure_refuses_fails_without_a_request(
     record = store.get_wait(wait_id)
     assert record is not None and record.result is not None
     assert "the workspace 'WS\\n' is not valid" in record.result["reason"]
+
+
+# -- item 6: a token echoed by a server goes nowhere ------------------------------------------
+
+ARM_TOKEN = "arm-token-Echoed-7f3c9a"
+
+
+class EchoingArm(BrokenArm):
+    """A loopback ARM that refuses every request (400) with an error message that quotes
+    the request's Authorization header, as some proxies and gateways do."""
+
+    async def _answer(self, request: Request) -> Response:
+        self.requests += 1
+        echoed = request.headers.get("authorization", "")
+        body = {"error": {"code": "BadRequest", "message": f"bad header Authorization: {echoed}"}}
+        return Response(json.dumps(body), status_code=400, media_type="application/json")
+
+
+def test_an_arm_error_echoing_the_token_reaches_no_feed_log_or_stored_reason(
+    store: Store, devops: FakeDevOps, caplog: pytest.LogCaptureFixture
+) -> None:
+    from amlwait.redact import REDACTOR
+    from amlwait.service.secrets import RegisteredToken
+
+    caplog.set_level(logging.DEBUG, logger="amlwait.service")
+
+    async def main(arm_endpoint: str) -> None:
+        source = ArmJobSource(
+            endpoint=arm_endpoint,
+            credential=RegisteredToken(StaticToken(ARM_TOKEN)),
+            retry=RetryPolicy(initial=0.01, maximum=0.05, jitter=0.0),
+        )
+        client = DevOpsClient([devops.org_url], timeout=5.0)
+        watcher = Watcher(store, source, client, settings=FAST_SETTINGS)
+        running = asyncio.ensure_future(watcher.run())
+        start = time.monotonic()
+        try:
+            while not completions(devops) and time.monotonic() - start < 30:
+                await asyncio.sleep(0.05)
+        finally:
+            watcher.stop()
+            await running
+            await source.aclose()
+            await client.aclose()
+
+    try:
+        with EchoingArm() as arm:
+            wait_id = store_wait(store, devops.org_url, deadline_in=600, jobs=["j0"])
+            asyncio.run(main(arm.server.endpoint))
+            assert arm.requests > 0
+        assert completions(devops) == ["failed"]
+        record = store.get_wait(wait_id)
+        assert record is not None and record.result is not None
+        everything = "\n".join(
+            [
+                *feed(devops),
+                json.dumps(record.result),
+                *(r.getMessage() for r in caplog.records),
+                *(call.body.decode("utf-8", "replace") for call in devops.snapshot()),
+            ]
+        )
+        assert "bad header Authorization: Bearer ***" in everything
+        assert ARM_TOKEN not in everything
+    finally:
+        REDACTOR.forget(ARM_TOKEN)
+
+
+def test_an_auth_token_with_a_non_ascii_or_control_character_is_refused(
+    serve_app: Callable[..., str], store: Store
+) -> None:
+    url = serve_app()
+    for token in ("devops-tokén-123456", "devops-token\x7f123456"):
+        raw = {**headers(), "AuthToken": token}
+        answer = httpx.post(
+            f"{url}/v1/waits",
+            content=request_body(),
+            headers=[(k.encode(), v.encode("latin-1")) for k, v in raw.items()],
+        )
+        assert answer.status_code == 400, answer.text
+        assert token not in answer.text
+    assert stored_waits(store) == 0

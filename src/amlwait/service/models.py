@@ -283,7 +283,9 @@ def parse_callback(headers: Mapping[str, str], allowed_orgs: Sequence[str]) -> t
             "(serve --allow-org / AMLWAIT_ALLOWED_ORGS)",
         )
     token = headers[AUTH_TOKEN_HEADER].strip()
-    if not token or any(ord(c) < 33 for c in token):
+    # Printable ASCII only: what an HTTP header can carry as is (a control character could
+    # split a header; a non-ASCII one fails to encode later, far from here).
+    if not token or any(not 33 <= ord(c) <= 126 for c in token):
         raise RequestProblem(400, "header AuthToken is not a valid token")
     callback = Callback(
         plan_url,

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.source import JobSource
+from amlwait.redact import scrub
 from amlwait.service.devops_client import DevOpsClient
 from amlwait.service.follow import Follow, FollowContext
 from amlwait.service.hooks import WaitFinished, WaitHook
@@ -38,6 +39,27 @@ from amlwait.service.store import Store
 __all__ = ["WaitFinished", "WaitHook", "Watcher", "WatcherSettings", "replica_id"]
 
 log = logging.getLogger("amlwait.service")
+
+
+class ScrubSecrets(logging.Filter):
+    """Replaces every secret the redactor knows (the waits' AuthTokens, the ARM token) in
+    a record's message and traceback text: an Azure error may echo its Authorization
+    header, and the service logs Azure's errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        return True
+
+
+if not any(isinstance(f, ScrubSecrets) for f in log.filters):
+    log.addFilter(ScrubSecrets())
 
 _MAX_CRASHED = 10_000  # waits remembered with a back-off; the oldest is forgotten first
 

@@ -459,3 +459,136 @@ def test_an_auth_token_with_a_non_ascii_or_control_character_is_refused(
         assert answer.status_code == 400, answer.text
         assert token not in answer.text
     assert stored_waits(store) == 0
+
+
+# -- item 12: a wait that ends while its lease is renewed is no lost lease -------------------
+
+
+def test_a_wait_finishing_during_renew_leases_does_not_abort_the_claim_round(
+    store: Store, devops: FakeDevOps, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The race of a two-replica burst, made certain: while ``renew_leases`` runs (in its
+    thread), the followed wait finishes and its follow is gone. Before, the round raised
+    KeyError (no new wait claimed) and logged a false "lost the lease"."""
+    caplog.set_level(logging.WARNING, logger="amlwait.service")
+
+    class FinishingDuringRenewal:
+        """The real store; ``renew_leases`` lets the wait finish before it answers."""
+
+        def __init__(self, inner: Store) -> None:
+            self.inner = inner
+            self.watcher: Watcher | None = None
+            self.loop: asyncio.AbstractEventLoop | None = None
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def renew_leases(self, owner: str, wait_ids: list[str], **kwargs: Any) -> list[str]:
+            assert self.watcher is not None and self.loop is not None
+            for wait_id in wait_ids:  # the follow finished and was dropped meanwhile
+                record = self.inner.get_wait(wait_id)
+                assert record is not None
+                self.inner.finish_wait(
+                    wait_id, owner, outcome="succeeded", result={}, final=[], now=time.time()
+                )
+                self.loop.call_soon_threadsafe(self.watcher._follows.pop, wait_id, None)
+            time.sleep(0.1)  # the pops run on the loop before the renewal answers
+            return list(self.inner.renew_leases(owner, wait_ids, **kwargs))
+
+    async def main() -> None:
+        wrapped = FinishingDuringRenewal(store)
+        source = ArmJobSource(endpoint="http://127.0.0.1:9", credential=StaticToken("t" * 8))
+        client = DevOpsClient([devops.org_url])
+        watcher = Watcher(wrapped, source, client, settings=FAST_SETTINGS)  # type: ignore[arg-type]
+        wrapped.watcher, wrapped.loop = watcher, asyncio.get_running_loop()
+        first = store_wait(store, devops.org_url, deadline_in=600, jobs=["j0"])
+        await watcher._claim_round()  # follows the first wait
+        assert first in watcher._follows
+        second = store_wait(store, devops.org_url, deadline_in=600, jobs=["j1"])
+        await watcher._claim_round()  # renews (the first ends meanwhile), then claims
+        assert second in watcher._follows, "the claim round was aborted"
+        for follow in list(watcher._follows.values()):
+            follow.abandon()
+        await asyncio.gather(
+            *(f.task for f in watcher._follows.values() if f.task), return_exceptions=True
+        )
+        await source.aclose()
+        await client.aclose()
+
+    asyncio.run(main())
+    assert not any("lost the lease" in r.getMessage() for r in caplog.records)
+
+
+# -- item 14: health reflects the store; a store that lost waits says so ---------------------
+
+
+def test_healthz_and_post_say_503_when_the_store_cannot_write(
+    tmp_path: Path, serve_app: Callable[..., str], store: Store
+) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("chattr") is None:
+        pytest.skip("no chattr on PATH: cannot make the store's files unwritable as root")
+    url = serve_app()
+    assert httpx.get(f"{url}/healthz").text == "ok\n"
+    # The database and its WAL; not the -shm file, which SQLite maps into memory (writing
+    # to an immutable mapping is SIGBUS, not an error a store could report).
+    files = [str(tmp_path / "waits.db"), *map(str, tmp_path.glob("waits.db-wal"))]
+    made = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not possible here: {made.stderr.strip()}")
+    try:
+        health = httpx.get(f"{url}/healthz", timeout=10)
+        assert health.status_code == 503, health.text
+        assert health.text.startswith("unhealthy: the store")
+        answer = httpx.post(f"{url}/v1/waits", content=request_body(), headers=headers())
+        assert answer.status_code == 503
+        assert "store is unavailable" in answer.json()["error"]
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True)
+    assert httpx.get(f"{url}/healthz").text == "ok\n"
+
+
+def test_a_sqlite_store_rolled_back_refuses_to_open_and_says_how_many_waits_it_lost(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from amlwait.errors import InputError
+
+    secret = generate_secret()
+    path = tmp_path / "waits.db"
+    first = open_store(f"sqlite:///{path}", secret_key=secret)
+    store_wait(first, ORG, deadline_in=600)
+    first.close()
+    shutil.copy(path, tmp_path / "older.db")  # closed: the WAL is checkpointed into it
+    again = open_store(f"sqlite:///{path}", secret_key=secret)
+    for _ in range(33):
+        store_wait(again, ORG, deadline_in=600)
+    again.close()
+    for leftover in tmp_path.glob("waits.db-*"):
+        leftover.unlink()
+    shutil.copy(tmp_path / "older.db", path)  # as a lost WAL leaves it: 1 wait of 34
+    with pytest.raises(InputError) as refused:
+        open_store(f"sqlite:///{path}", secret_key=secret)
+    message = str(refused.value)
+    assert "has lost waits" in message and "created 1" in message and "records 34" in message
+    assert "\n" not in message
+    (tmp_path / "waits.db.hwm").unlink()  # the operator accepts the loss
+    open_store(f"sqlite:///{path}", secret_key=secret).close()
+
+
+def test_metrics_type_totals_as_counters(
+    serve_app: Callable[..., str], store: Store, devops: FakeDevOps
+) -> None:
+    source = ArmJobSource(endpoint="http://127.0.0.1:9", credential=StaticToken("t" * 8))
+    watcher = Watcher(store, source, DevOpsClient([devops.org_url]), settings=FAST_SETTINGS)
+    url = serve_app(watcher=watcher)
+    text = httpx.get(f"{url}/metrics", headers={"X-Amlwait-Key": KEY}).text
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE"))
+    totals = [name for name in types if name.endswith("_total")]
+    assert "amlwait_arm_requests_total" in totals and "amlwait_http_requests_total" in totals
+    assert all(types[name] == "counter" for name in totals), types
+    assert types["amlwait_store_active_waits"] == "gauge"
+    assert types["amlwait_waits_followed"] == "gauge"

@@ -592,3 +592,69 @@ def test_metrics_type_totals_as_counters(
     assert all(types[name] == "counter" for name in totals), types
     assert types["amlwait_store_active_waits"] == "gauge"
     assert types["amlwait_waits_followed"] == "gauge"
+
+
+# -- serve's start-up: secrets checked, loopback by address, trials without a secret ----------
+
+
+def run_serve(tmp_path: Path, *args: str, **env: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "AMLWAIT"))}
+    clean.update(env)
+    command = [sys.executable, "-m", "amlwait.service", "--store", f"sqlite:///{tmp_path}/s.db"]
+    return subprocess.run([*command, *args], env=clean, capture_output=True, text=True, timeout=60)
+
+
+GOOD_SECRET = "a-passphrase-of-24-chars"
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({"AMLWAIT_SERVICE_KEY": KEY + "\n", "AMLWAIT_SERVICE_SECRET": GOOD_SECRET},
+         ["--allow-org", ORG], "AMLWAIT_SERVICE_KEY contains a control character"),
+        ({"AMLWAIT_SERVICE_KEY": KEY, "AMLWAIT_SERVICE_SECRET": "sécret-passphrase-x"},
+         ["--allow-org", ORG], "AMLWAIT_SERVICE_SECRET contains a non-ASCII character"),
+        ({"AMLWAIT_SERVICE_KEY": KEY, "AMLWAIT_SERVICE_SECRET": "short"},
+         ["--allow-org", ORG], "AMLWAIT_SERVICE_SECRET is too short (5 characters)"),
+        ({}, ["--insecure-no-auth", "--host", "127.0.0.1.attacker.example", "--allow-org", ORG],
+         "--insecure-no-auth only listens on a loopback address"),
+        ({"AMLWAIT_SERVICE_KEY": KEY, "AMLWAIT_SERVICE_SECRET": GOOD_SECRET},
+         ["--allow-org", "http://127.0.0.1.attacker.example/org/"], "not loopback"),
+    ],
+)  # fmt: skip
+def test_serve_refuses_a_bad_secret_or_a_host_that_only_looks_like_loopback(
+    tmp_path: Path, env: dict[str, str], args: list[str], expected: str
+) -> None:
+    done = run_serve(tmp_path, *args, **env)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert expected in done.stderr
+    for value in env.values():
+        assert value.strip() not in done.stderr or len(value) < 6
+
+
+def test_insecure_no_auth_runs_a_trial_without_a_secret_and_says_so(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "AMLWAIT"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "amlwait.service", "--store", f"sqlite:///{tmp_path}/s.db",
+         "--insecure-no-auth", "--port", "0", "--allow-org", ORG],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        listening = process.stdout.readline()
+        assert "listening on http://127.0.0.1:" in listening, process.stderr.read()
+        url = listening.split("listening on ", 1)[1].strip()
+        assert httpx.get(f"{url}/healthz").text == "ok\n"
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+    assert "AMLWAIT_SERVICE_SECRET is not set: this trial run encrypts" in stderr

@@ -658,3 +658,37 @@ def test_insecure_no_auth_runs_a_trial_without_a_secret_and_says_so(tmp_path: Pa
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert "AMLWAIT_SERVICE_SECRET is not set: this trial run encrypts" in stderr
+
+
+def test_devops_on_loopback_is_called_directly_whatever_http_proxy_says(
+    devops: FakeDevOps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxied: list[str] = []
+
+    async def record(request: Request) -> Response:
+        proxied.append(str(request.url))
+        return Response(status_code=502)
+
+    proxy = ServerThread(Starlette(routes=[Route("/{path:path}", record, methods=["POST"])]))
+    proxy.start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.endpoint)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.endpoint)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        from amlwait.service.models import Callback
+
+        callback = Callback.from_document({**headers(PlanUrl=devops.org_url)})
+
+        async def main() -> None:
+            client = DevOpsClient([devops.org_url])
+            try:
+                await client.task_completed(callback, TOKEN, "succeeded")
+            finally:
+                await client.aclose()
+
+        asyncio.run(main())
+    finally:
+        proxy.stop()
+    assert proxied == []
+    assert completions(devops) == ["succeeded"]

@@ -22,6 +22,11 @@ EVENTGRID_KEY_ENV = "AMLWAIT_EVENTGRID_KEY"
 ALLOWED_ORGS_ENV = "AMLWAIT_ALLOWED_ORGS"
 STORE_SECRET_ENV = "AMLWAIT_SERVICE_SECRET"
 ARM_ENDPOINT_ENV = "AMLWAIT_ARM_ENDPOINT"
+# How long an idle client connection stays open: longer than the idle expiry of the clients
+# that call us (httpx 5 s, .NET HttpClient 60 s), so the client closes first. With uvicorn's
+# default, 5 s like httpx's, the server closed connections a client was just reusing: in a
+# 600-POST burst the request was lost (the client saw ReadError; nothing was stored).
+KEEP_ALIVE_SECONDS = 75
 
 
 def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
@@ -256,7 +261,13 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
     sock = _bind(str(options["host"]), int(options["port"]))
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     server = uvicorn.Server(config)
     watching = asyncio_task(watcher.run())
     print(f"amlwait service listening on http://{shown}:{port}", flush=True)

@@ -162,7 +162,9 @@ async def service(
     deliveries = event_schedule(jobs, clock.now(), seed)
     devops = FakeDevOps().start()
     folder = tempfile.TemporaryDirectory()
-    store = open_store(f"sqlite:///{Path(folder.name) / 'bench.db'}", secret_key="bench-secret")
+    store = open_store(
+        f"sqlite:///{Path(folder.name) / 'bench.db'}", secret_key="bench-secret-passphrase"
+    )
     listener, client = _loopback()
     async with ArmJobSource(
         endpoint=endpoint,

@@ -54,7 +54,7 @@ from amlwait.workspace.server import ServerThread
 from amlwait.workspace.throttle import Throttle
 from bench.scenario import TAG, ScriptedJob
 
-WS = WorkspaceRef("00000000-0000-0000-0000-00000000bench", "rg-bench", "ws-bench")
+WS = WorkspaceRef("00000000-0000-0000-0000-0000000bec4e", "rg-bench", "ws-bench")
 API_VERSION = "2025-12-01"
 SERVER_ERROR_RATE = 0.003
 DROP_RATE = 0.002

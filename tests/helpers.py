@@ -10,7 +10,7 @@ from pathlib import Path
 
 from amlwait.core.jobs import WorkspaceRef
 
-WS = WorkspaceRef("sub-1", "rg-1", "ws-1")
+WS = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-1", "ws-1")
 FAST = ["--poll-interval", "0.05s", "--max-poll-interval", "0.2s"]
 SECRET = "s3cr3t-token-value"
 

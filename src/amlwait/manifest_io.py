@@ -15,11 +15,13 @@ def load_manifest(
     subscription: str | None = None,
     resource_group: str | None = None,
     workspace: str | None = None,
+    arm_names: bool = True,
 ) -> Manifest:
-    """Read and validate the manifest at ``path`` (``-`` for standard input)."""
+    """Read and validate the manifest at ``path`` (``-`` for standard input); ``arm_names``
+    as for :func:`~amlwait.core.manifest.parse_manifest`."""
     defaults = ConnectionDefaults(subscription, resource_group, workspace)
     if str(path) == "-":
-        return parse_manifest(sys.stdin.read(), "<stdin>", defaults)
+        return parse_manifest(sys.stdin.read(), "<stdin>", defaults, arm_names=arm_names)
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -33,4 +35,4 @@ def load_manifest(
         raise ManifestError(f"{file}: cannot be read (permission denied)") from None
     except UnicodeDecodeError:
         raise ManifestError(f"{file}: is not UTF-8 text; a manifest is a JSON file") from None
-    return parse_manifest(text, str(file), defaults)
+    return parse_manifest(text, str(file), defaults, arm_names=arm_names)

@@ -80,7 +80,7 @@ def test_a_failed_wait_in_a_pipeline_speaks_to_the_agent(workspace, tmp_path: Pa
     )
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("##[section]amlwait: waiting for 2 jobs in sub-1/rg-1/ws-1")
+    assert lines[0].startswith(f"##[section]amlwait: waiting for 2 jobs in {WS}")
     assert "##[group]Jobs (2)" in lines and "##[endgroup]" in lines
     deadline = [
         parse(line) for line in lines if line.startswith("##vso[task.logissue type=warning")

@@ -198,7 +198,7 @@ def test_deadline_fails_the_task_and_cancels_when_asked(
     eventually(lambda: completions_for(devops, headers["PlanId"]))
     (completed,) = completions_for(devops, headers["PlanId"])
     assert completed.json["result"] == "failed"
-    assert "deadline reached with 1 jobs unfinished" in feed_text(devops, headers["PlanId"])
+    assert "deadline reached with 1 job unfinished" in feed_text(devops, headers["PlanId"])
     assert [c.job.name for c in workspace.cancellations] == ["slow_job"]
 
 

@@ -148,7 +148,7 @@ def test_a_hook_hears_the_result_counts_and_times_of_a_finished_wait(
     assert record.recorded and record.tag == "batch-7"
     assert record.jobs == ("TRAIN_1", "TRAIN_2")
     assert record.job_counts == {"succeeded": 1, "failed": 1}
-    assert record.reason == "1 jobs ended badly: TRAIN_2"
+    assert record.reason == "1 job ended badly: TRAIN_2"
     assert record.result is not None and record.result.outcome is BatchOutcome.FAILED
     assert record.requests == source.requests_sent > 0
     assert record.created_at == started

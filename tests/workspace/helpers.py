@@ -13,8 +13,8 @@ import httpx
 from amlwait.core.jobs import WorkspaceRef
 
 API_VERSION = "2025-12-01"
-WORKSPACE = WorkspaceRef("sub-1", "rg-1", "ws-1")
-OTHER_WORKSPACE = WorkspaceRef("sub-1", "rg-1", "ws-2")
+WORKSPACE = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-1", "ws-1")
+OTHER_WORKSPACE = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-1", "ws-2")
 WS_PATH = WORKSPACE.arm_path
 ENVIRONMENT_ID = "azureml:local-python@latest"
 

@@ -17,9 +17,9 @@ from amlwait.workspace import LocalWorkspace, ScriptedWorkspace
 from tests.helpers import FAST, amlwait, manifest
 from tests.workspace.helpers import API_VERSION, ENVIRONMENT_ID, arm_client, get, job_path
 
-SERVED = WorkspaceRef("sub-1", "rg-1", "ws-1")
-TYPO = WorkspaceRef("sub-1", "rg-1", "ws-typo")
-WRONG_GROUP = WorkspaceRef("sub-1", "rg-typo", "ws-1")
+SERVED = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-1", "ws-1")
+TYPO = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-1", "ws-typo")
+WRONG_GROUP = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-typo", "ws-1")
 
 
 def test_unknown_workspace_and_group_answer_arms_404s_distinct_from_a_missing_job(

@@ -136,7 +136,8 @@ def test_cancel_kills_the_whole_process_group(
     assert response.content == b""
     assert response.headers["retry-after"] == "0.05"
     location = httpx.URL(response.headers["location"])
-    assert str(location).startswith(local_workspace.endpoint + "/subscriptions/sub-1/providers/")
+    expected = f"/subscriptions/{WORKSPACE.subscription}/providers/"
+    assert str(location).startswith(local_workspace.endpoint + expected)
     assert "/mfeOperationResults/" in location.path
     assert location.params["api-version"] == API_VERSION
     assert status_of(local_client, "job_cancel") in ("CancelRequested", "Canceled")

@@ -324,7 +324,7 @@ def test_the_log_of_a_job_that_has_not_started_is_empty(tmp_path: Path) -> None:
 @pytest.fixture
 def invoke_logs() -> Iterator[Any]:
     def invoke(endpoint: str, *args: str) -> Result:
-        options = ["--subscription", "sub-1", "-g", "rg-1", "-w", "ws-1"]
+        options = ["--subscription", WORKSPACE.subscription, "-g", "rg-1", "-w", "ws-1"]
         return CliRunner().invoke(
             logs,
             [*options, "--arm-endpoint", endpoint, *args],
@@ -427,7 +427,7 @@ def test_amlwait_logs_in_a_real_process_keeps_stdout_for_the_log(
     env = {
         **os.environ,
         "PYTHONPATH": f"{source_root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "AZURE_SUBSCRIPTION_ID": "sub-1",
+        "AZURE_SUBSCRIPTION_ID": WORKSPACE.subscription,
         "AZURE_RESOURCE_GROUP": "rg-1",
         "AZUREML_WORKSPACE_NAME": "ws-1",
         "AMLWAIT_ARM_ENDPOINT": local_workspace.endpoint,

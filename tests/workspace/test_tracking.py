@@ -110,7 +110,7 @@ def test_discovery_points_every_service_back_at_this_server(
 
 
 def test_unknown_runs_and_workspaces_are_404s(tmp_path: Path) -> None:
-    other = WorkspaceRef("sub-1", "rg-1", "ws-other")
+    other = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-1", "ws-other")
     with (
         LocalWorkspace(tmp_path, workspaces=[WORKSPACE]) as local,
         arm_client(local.endpoint) as client,
@@ -170,7 +170,8 @@ def test_a_data_dir_of_schema_1_is_migrated_and_its_jobs_kept(tmp_path: Path) ->
         " modified_at REAL NOT NULL, pid INTEGER, exit_code INTEGER, error TEXT,"
         " UNIQUE (subscription, resource_group, workspace, name));"
         "INSERT INTO jobs (subscription, resource_group, workspace, name, properties, status,"
-        " created_at, modified_at, exit_code, error) VALUES ('sub-1', 'rg-1', 'ws-1', 'old',"
+        " created_at, modified_at, exit_code, error)"
+        " VALUES ('00000000-0000-0000-0000-0000000000a1', 'rg-1', 'ws-1', 'old',"
         " '{}', 'Failed', 1.0, 2.0, 3, 'The command exited with code 3.');"
     )
     db.commit()

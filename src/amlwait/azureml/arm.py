@@ -299,6 +299,9 @@ class ArmJobSource:
         )
         self._requests = 0
         self._failing_since: float | None = None
+        self.last_problem: str | None = None
+        """The latest transient failure still being retried (``None`` once one succeeds):
+        what a caller that gives up on a read can say it was waiting for."""
         self._failures = 0
 
     async def __aenter__(self) -> ArmJobSource:
@@ -434,6 +437,7 @@ class ArmJobSource:
                         status_code=status,
                         job=job,
                     )
+            self.last_problem = scrub(f"{what}: {problem}")
             await self._backoff(attempt, retry_after, what, problem, asked_retry_after)
             attempt += 1
 
@@ -512,6 +516,7 @@ class ArmJobSource:
             f"requests over {seconds:.0f} s"
         )
         self._failing_since, self._failures = None, 0
+        self.last_problem = None
 
     def _notify(self, line: str) -> None:
         if self.on_trouble is not None:

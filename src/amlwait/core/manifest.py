@@ -10,7 +10,9 @@ Accepted forms::
 Entries may mix both forms; an object's missing connection fields fall back to the
 defaults given on the command line. ``tag`` names a tag *key* every listed job carries,
 so the waiter can read the batch with paged LIST calls. Duplicate jobs, invalid names,
-an empty list and unknown fields are errors (:class:`~amlwait.errors.ManifestError`),
+an empty list, unknown fields and a subscription, resource group or workspace that breaks
+Azure's naming rules (:func:`~amlwait.core.jobs.workspace_ref_problem`; each becomes a segment
+of an ARM URL, so nothing path-like may pass) are errors (:class:`~amlwait.errors.ManifestError`),
 each reported as one line naming the file and the entry.
 """
 
@@ -22,7 +24,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from amlwait.core.jobs import JOB_NAME_PATTERN, JobRef, WorkspaceRef, tag_key_problem
+from amlwait.core.jobs import (
+    JOB_NAME_PATTERN,
+    JobRef,
+    WorkspaceRef,
+    tag_key_problem,
+    workspace_ref_problem,
+)
 from amlwait.errors import ManifestError
 
 
@@ -108,8 +116,15 @@ def _describe(error: ValidationError, source: str, *, entry: bool = False) -> st
     return f"{source}: {where}: {first['msg']}"
 
 
-def parse_manifest(text: str, source: str, defaults: ConnectionDefaults) -> Manifest:
-    """Validate a manifest's text; ``source`` names it in error messages."""
+def parse_manifest(
+    text: str, source: str, defaults: ConnectionDefaults, *, arm_names: bool = True
+) -> Manifest:
+    """Validate a manifest's text; ``source`` names it in error messages.
+
+    With ``arm_names`` (the default, for anything that sends requests) each job's
+    subscription, resource group and workspace must follow Azure's naming rules; only a
+    renderer that writes them into pipeline YAML as placeholders passes ``False``.
+    """
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
@@ -139,10 +154,12 @@ def parse_manifest(text: str, source: str, defaults: ConnectionDefaults) -> Mani
         document = ManifestDocument.model_validate(raw)
     except ValidationError as error:
         raise ManifestError(_describe(error, source)) from None
-    return _resolve(document, source, defaults)
+    return _resolve(document, source, defaults, arm_names=arm_names)
 
 
-def _resolve(document: ManifestDocument, source: str, defaults: ConnectionDefaults) -> Manifest:
+def _resolve(
+    document: ManifestDocument, source: str, defaults: ConnectionDefaults, *, arm_names: bool
+) -> Manifest:
     if not document.jobs:
         raise ManifestError(f"{source}: the job list is empty; nothing to wait for")
     if document.tag is not None:
@@ -175,6 +192,12 @@ def _resolve(document: ManifestDocument, source: str, defaults: ConnectionDefaul
                 "give it on the command line or in the entry"
             )
         assert subscription and resource_group and workspace
+        problem = workspace_ref_problem(subscription, resource_group, workspace)
+        if problem is not None and arm_names:
+            raise ManifestError(
+                f"{source}: jobs[{index}] {entry.name}: {problem}; fix the entry or the "
+                "command-line default"
+            )
         ref = JobRef(WorkspaceRef(subscription, resource_group, workspace), entry.name)
         if ref in seen:
             raise ManifestError(

@@ -33,13 +33,17 @@ def _job_list(
         raise InputError("give either --manifest or --jobs, not both")
     if manifest:
         return load_manifest(
-            manifest, subscription=subscription, resource_group=resource_group, workspace=workspace
+            manifest,
+            subscription=subscription,
+            resource_group=resource_group,
+            workspace=workspace,
+            arm_names=False,  # rendered as placeholders; the wait step checks them
         )
     if job_names is not None:
         names = [name.strip() for name in job_names.split(",")]
         text = json.dumps({"jobs": [name for name in names if name]})
         defaults = ConnectionDefaults(subscription, resource_group, workspace)
-        return parse_manifest(text, "--jobs", defaults)
+        return parse_manifest(text, "--jobs", defaults, arm_names=False)
     return None
 
 
@@ -283,7 +287,11 @@ def matrix(
     from amlwait.manifest_io import load_manifest
 
     loaded = load_manifest(
-        manifest, subscription=subscription, resource_group=resource_group, workspace=workspace_name
+        manifest,
+        subscription=subscription,
+        resource_group=resource_group,
+        workspace=workspace_name,
+        arm_names=False,  # written into pipeline variables; the wait step checks them
     )
     lines = matrix_variable_lines(
         loaded.jobs, variable=variable, max_legs=max_legs, max_chunks=max_chunks

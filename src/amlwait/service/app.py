@@ -5,7 +5,7 @@ route                                  does                                     
 =====================================  =========================================  ========
 ``POST /v1/waits``                     store a wait (202 ``{"waitId"}``)          header
 ``GET /v1/waits/{waitId}``             its jobs, their states, the outcome        header
-``GET /healthz``                       ``ok``                                     none
+``GET /healthz``                       ``ok`` (503: the store fails a write)      none
 ``GET /metrics``                       Prometheus text                            header
 ``POST /v1/events/eventgrid``          Event Grid handshake; run events wake      ``?key=``
 ``OPTIONS /v1/events/eventgrid``       CloudEvents handshake                      ``?key=``
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,10 +32,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from amlwait.core.clock import Clock, SystemClock
+from amlwait.redact import scrub
 from amlwait.service.models import (
     MAX_BODY_CHARS,
     RequestProblem,
     RunEvent,
+    load_json,
     parse_callback,
     parse_wait_request,
 )
@@ -43,9 +45,19 @@ from amlwait.service.store import Store, WaitRecord
 from amlwait.service.watcher import Watcher
 
 KEY_HEADER = "X-Amlwait-Key"
+# How long /healthz waits for the store's write-and-read probe (a load balancer's probe
+# typically times out after 5 s or more).
+HEALTH_PROBE_SECONDS = 3.0
 # Bytes read at most from a body: 4 per character of the 2,000 allowed, so the character
 # count decides, and nobody can make us buffer more.
 _MAX_BODY_BYTES = 4 * MAX_BODY_CHARS
+# Event Grid delivers events of at most 1 MB, in batches of at most 1 MB
+# (preferredBatchSizeInKilobytes ≤ 1024): a larger body is no Event Grid delivery. 413 is
+# not retried by Event Grid. An Azure ML run event nests 4 levels (batch, event, data,
+# runTags/runProperties); 32 leaves room for what Azure may add.
+MAX_EVENTGRID_BODY_BYTES = 1024 * 1024 + 64 * 1024
+MAX_EVENTGRID_NESTING = 32
+log = logging.getLogger("amlwait.service")
 _VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 _Handler = Callable[[Request], Awaitable[Response]]
 _RUN_EVENTS = frozenset(
@@ -64,15 +76,20 @@ def _same(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(
+    request: Request, limit: int = _MAX_BODY_BYTES, *, status: int = 400, what: str = ""
+) -> bytes:
+    """The body, read as it streams in and refused (``status``) as soon as it passes
+    ``limit`` bytes, so an oversized body is never buffered whole."""
+    too_long = what or f"the body is too long; at most {MAX_BODY_CHARS} characters"
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > _MAX_BODY_BYTES:
-        raise RequestProblem(400, f"the body is too long; at most {MAX_BODY_CHARS} characters")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestProblem(status, too_long)
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
-        if len(body) > _MAX_BODY_BYTES:
-            raise RequestProblem(400, f"the body is too long; at most {MAX_BODY_CHARS} characters")
+        if len(body) > limit:
+            raise RequestProblem(status, too_long)
     return bytes(body)
 
 
@@ -164,6 +181,11 @@ class _ServiceApp:
             )
         except ValueError:  # the store refuses a token that also appears in plain text
             raise RequestProblem(400, "the AuthToken appears in the body or headers") from None
+        except Exception as error:  # the store cannot take it now: say so, in one line
+            log.warning("storing a wait failed: %s", " ".join(str(error).split())[:300])
+            raise RequestProblem(
+                503, "the service's store is unavailable; nothing was stored, try again later"
+            ) from None
         if created and self.watcher is not None:
             self.watcher.nudge()
         return JSONResponse({"waitId": record.wait_id}, status_code=202)
@@ -177,6 +199,21 @@ class _ServiceApp:
         return JSONResponse(wait_document(record))
 
     async def healthz(self, request: Request) -> Response:
+        """``ok`` only when the store takes a write and reads it back within
+        ``HEALTH_PROBE_SECONDS``; otherwise 503 and one line saying why."""
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self.store.probe, now=self.clock.now()),
+                timeout=HEALTH_PROBE_SECONDS,
+            )
+        except asyncio.TimeoutError:
+            return PlainTextResponse(
+                f"unhealthy: the store did not answer within {HEALTH_PROBE_SECONDS:g} s\n",
+                status_code=503,
+            )
+        except Exception as error:
+            problem = scrub(" ".join(str(error).split()))[:300] or type(error).__name__
+            return PlainTextResponse(f"unhealthy: the store failed: {problem}\n", status_code=503)
         return PlainTextResponse("ok\n")
 
     async def metrics(self, request: Request) -> Response:
@@ -187,7 +224,9 @@ class _ServiceApp:
             values.update(self.watcher.metrics())
         lines = []
         for name, value in sorted(values.items()):
-            lines += [f"# TYPE amlwait_{name} gauge", f"amlwait_{name} {value}"]
+            # Prometheus: a ``*_total`` only ever grows (a counter); the rest are gauges.
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# TYPE amlwait_{name} {kind}", f"amlwait_{name} {value}"]
         lines.append("# TYPE amlwait_http_requests_total counter")
         for route, count in sorted(self.requests_served.items()):
             lines.append(f'amlwait_http_requests_total{{route="{route}"}} {count}')
@@ -205,16 +244,20 @@ class _ServiceApp:
 
     async def eventgrid(self, request: Request) -> Response:
         self.check_eventgrid_key(request)
-        try:
-            document = json.loads(await request.body())
-        except ValueError:
-            raise RequestProblem(400, "the body is not valid JSON") from None
+        body = await _read_body(
+            request,
+            MAX_EVENTGRID_BODY_BYTES,
+            status=413,
+            what=f"the body is longer than {MAX_EVENTGRID_BODY_BYTES} bytes",
+        )
+        document = load_json(body, max_nesting=MAX_EVENTGRID_NESTING)
         events = document if isinstance(document, list) else [document]
         if not all(isinstance(event, dict) for event in events):
             raise RequestProblem(400, "expected an event or a list of events")
         for event in events:
             if _event_type(event) == _VALIDATION_EVENT:
-                code = (event.get("data") or {}).get("validationCode")
+                data = event.get("data")
+                code = data.get("validationCode") if isinstance(data, dict) else None
                 if not isinstance(code, str):
                     raise RequestProblem(400, "the validation event has no validationCode")
                 return JSONResponse({"validationResponse": code})

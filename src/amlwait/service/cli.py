@@ -22,6 +22,11 @@ EVENTGRID_KEY_ENV = "AMLWAIT_EVENTGRID_KEY"
 ALLOWED_ORGS_ENV = "AMLWAIT_ALLOWED_ORGS"
 STORE_SECRET_ENV = "AMLWAIT_SERVICE_SECRET"
 ARM_ENDPOINT_ENV = "AMLWAIT_ARM_ENDPOINT"
+# How long an idle client connection stays open: longer than the idle expiry of the clients
+# that call us (httpx 5 s, .NET HttpClient 60 s), so the client closes first. With uvicorn's
+# default, 5 s like httpx's, the server closed connections a client was just reusing: in a
+# 600-POST burst the request was lost (the client saw ReadError; nothing was stored).
+KEEP_ALIVE_SECONDS = 75
 
 
 def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
@@ -43,7 +48,13 @@ def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
 @click.option(
     "--store",
     "store_url",
@@ -65,10 +76,34 @@ def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help=f"Run without {SERVICE_KEY_ENV} (loopback only; for trials).",
 )
-@click.option("--api-version", default="2025-12-01", show_default=True, metavar="V")
-@click.option("--max-requests-per-second", default=10.0, show_default=True, type=float)
-@click.option("--poll-interval", type=DURATION, default="15s", show_default=True)
-@click.option("--max-poll-interval", type=DURATION, default="2m", show_default=True)
+@click.option(
+    "--api-version",
+    default="2025-12-01",
+    show_default=True,
+    metavar="V",
+    help="Azure ML REST API version of the ARM requests.",
+)
+@click.option(
+    "--max-requests-per-second",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Requests to ARM per second at most, for all waits of this replica together.",
+)
+@click.option(
+    "--poll-interval",
+    type=DURATION,
+    default="15s",
+    show_default=True,
+    help="How often a wait reads its jobs at first.",
+)
+@click.option(
+    "--max-poll-interval",
+    type=DURATION,
+    default="2m",
+    show_default=True,
+    help="The slowest a wait's polling backs off to while nothing changes.",
+)
 @click.option(
     "--not-found-grace",
     type=DURATION,
@@ -76,7 +111,13 @@ def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="How long a batch may have fewer than expectedJobs jobs (or a job be missing).",
 )
-@click.option("--not-responding-grace", type=DURATION, default="15m", show_default=True)
+@click.option(
+    "--not-responding-grace",
+    type=DURATION,
+    default="15m",
+    show_default=True,
+    help="How long a job may stay NotResponding/Paused/Unknown before it counts as failed.",
+)
 @click.option(
     "--event-poll-interval",
     type=DURATION,
@@ -92,7 +133,13 @@ def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="How long a dead replica's waits stay untouched before another resumes them.",
 )
-@click.option("--progress-interval", type=DURATION, default="10s", show_default=True)
+@click.option(
+    "--progress-interval",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    help="How often progress lines go to the task's live feed (and states to the store).",
+)
 @click.option(
     "--retry-initial",
     type=DURATION,
@@ -109,15 +156,32 @@ def _allowed_orgs(flags: tuple[str, ...]) -> list[str]:
 )
 def serve(**options: Any) -> None:
     """Serve waits for InvokeRESTAPI@1 (waitForCompletion: true) and call back."""
-    from amlwait.azureml.credentials import is_loopback
+    from amlwait.errors import InputError
+    from amlwait.redact import check_token, is_loopback_host
+    from amlwait.service.secrets import generate_secret
 
     allowed = _allowed_orgs(options["allow_org"])
     host = str(options["host"])
     key = os.environ.get(SERVICE_KEY_ENV) or None
+    try:
+        for name in (SERVICE_KEY_ENV, STORE_SECRET_ENV, EVENTGRID_KEY_ENV):
+            if os.environ.get(name):
+                check_token(os.environ[name], source=name)
+    except InputError as error:
+        raise click.UsageError(str(error)) from None
     if options["insecure_no_auth"]:
-        if not is_loopback(f"http://{host}/") and host != "::1":
+        if not is_loopback_host(host):
             raise click.UsageError("--insecure-no-auth only listens on a loopback address")
         key = None
+        if not os.environ.get(STORE_SECRET_ENV):
+            # For trials: tokens are still encrypted at rest, under a key that lives only as
+            # long as this process (a store written now cannot be reopened after a restart).
+            os.environ[STORE_SECRET_ENV] = generate_secret()
+            click.echo(
+                f"amlwait serve: {STORE_SECRET_ENV} is not set: this trial run encrypts "
+                "AuthTokens with a random key of its own; its store cannot be reopened later",
+                err=True,
+            )
     elif key is None:
         raise click.UsageError(
             f"set {SERVICE_KEY_ENV} (the secret InvokeRESTAPI@1 sends as X-Amlwait-Key), "
@@ -131,14 +195,18 @@ def serve(**options: Any) -> None:
 
 
 async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -> None:
+    import httpx
     import uvicorn
 
     from amlwait.azureml.arm import DEFAULT_ENDPOINT, ArmJobSource
+    from amlwait.azureml.credentials import default_token_provider
     from amlwait.cli.options import polling_from_flags
     from amlwait.core.retry import RetryPolicy
     from amlwait.errors import AmlwaitError
+    from amlwait.redact import is_loopback_url
     from amlwait.service.app import create_app
     from amlwait.service.devops_client import DevOpsClient
+    from amlwait.service.secrets import RegisteredToken
     from amlwait.service.store import open_store
     from amlwait.service.watcher import Watcher, WatcherSettings
 
@@ -165,10 +233,19 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
     )
     try:
         store = open_store(options["store_url"], secret_key=os.environ.get(STORE_SECRET_ENV))
+        endpoint = os.environ.get(ARM_ENDPOINT_ENV) or DEFAULT_ENDPOINT
         source = ArmJobSource(
-            endpoint=os.environ.get(ARM_ENDPOINT_ENV) or DEFAULT_ENDPOINT,
+            endpoint=endpoint,
             api_version=options["api_version"],
             budget=budget,
+            credential=RegisteredToken(default_token_provider(endpoint)),
+            # An explicit transport: httpx then ignores HTTP(S)_PROXY, so a loopback ARM
+            # (and its token) never goes through a proxy.
+            transport=httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
+            )
+            if is_loopback_url(endpoint)
+            else None,
         )
     except AmlwaitError as error:
         raise click.ClickException(str(error)) from None
@@ -184,7 +261,13 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
     sock = _bind(str(options["host"]), int(options["port"]))
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
     server = uvicorn.Server(config)
     watching = asyncio_task(watcher.run())
     print(f"amlwait service listening on http://{shown}:{port}", flush=True)

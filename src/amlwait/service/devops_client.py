@@ -27,6 +27,7 @@ import httpx
 
 from amlwait import __version__
 from amlwait.core.retry import is_retryable_status
+from amlwait.redact import REDACTOR, is_loopback_url
 from amlwait.service.models import Callback, plan_url_allowed
 
 EVENTS_API_VERSION = "2.0-preview.1"
@@ -66,16 +67,20 @@ class DevOpsClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.allowed_orgs = tuple(allowed_orgs)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            headers={"User-Agent": f"amlwait-service/{__version__}"},
-            follow_redirects=False,
-        )
+        common: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout),
+            "headers": {"User-Agent": f"amlwait-service/{__version__}"},
+            "follow_redirects": False,
+        }
+        self._client = httpx.AsyncClient(transport=transport, **common)
+        # Loopback organizations (tests, a local proxy of one's own) are reached directly:
+        # HTTP(S)_PROXY never sees their token.
+        self._direct = httpx.AsyncClient(transport=transport, trust_env=False, **common)
         self.requests_sent = 0
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._direct.aclose()
 
     def _plan(self, callback: Callback) -> str:
         if not plan_url_allowed(callback.plan_url, self.allowed_orgs):
@@ -97,12 +102,14 @@ class DevOpsClient:
         content: bytes | None = None,
         content_type: str | None = None,
     ) -> httpx.Response:
+        REDACTOR.register(token)  # forgotten by the outbox when the wait's last message is done
         headers = {"Authorization": basic_auth(token), "Accept": "application/json"}
         if content_type is not None:
             headers["Content-Type"] = content_type
         self.requests_sent += 1
         try:
-            response = await self._client.request(
+            client = self._direct if is_loopback_url(url) else self._client
+            response = await client.request(
                 method, url, json=json, content=content, headers=headers
             )
         except httpx.TransportError as error:

@@ -26,11 +26,13 @@ from typing import Any
 from amlwait.console import PlainReporter, summary_lines
 from amlwait.core.clock import Clock
 from amlwait.core.duration import format_duration
-from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.jobs import JobRef, WorkspaceRef, job_name_problem, workspace_ref_problem
 from amlwait.core.policy import PollPolicy
 from amlwait.core.source import JobSource
 from amlwait.core.tracker import BatchOutcome, JobState
+from amlwait.core.wording import count
 from amlwait.errors import AmlwaitError
+from amlwait.redact import scrub
 from amlwait.result import WaitResult
 from amlwait.service.devops_client import feed_line
 from amlwait.service.hooks import WaitFinished, WaitHook
@@ -43,6 +45,17 @@ from amlwait.waiter import Waiter, WaitOptions
 log = logging.getLogger("amlwait.service")
 
 MAX_FEED_LINES = 200  # per flush; the final log has every job anyway
+_MIN_READ_SECONDS = 1.0  # a listing gets at least this long, even right at its deadline
+MAX_PROBLEM_CHARS = 300  # of an error's text in a feed line or a stored reason
+
+
+def read_problem(error: BaseException) -> str:
+    """One scrubbed line saying what a failed read raised. An :class:`AmlwaitError` is
+    already written for users; anything else (malformed JSON, an invalid URL, a bug) is
+    named by its type, since its text was not."""
+    text = str(error) if isinstance(error, AmlwaitError) else f"{type(error).__name__}: {error}"
+    text = scrub(" ".join(text.split()))
+    return text if len(text) <= MAX_PROBLEM_CHARS else text[: MAX_PROBLEM_CHARS - 1] + "…"
 
 
 class FeedLines(io.StringIO):
@@ -56,7 +69,7 @@ class FeedLines(io.StringIO):
     def write(self, text: str) -> int:
         for line in text.splitlines():
             if line.strip():
-                self.pending.append(feed_line(line, self.clock.now()))
+                self.pending.append(feed_line(scrub(line), self.clock.now()))
         return len(text)
 
     def take(self) -> list[str]:
@@ -101,6 +114,7 @@ class Follow:
         self.saved: dict[str, Any] | None = None
         self.lost = False
         self.evented = False
+        self.finishing = False  # _finish has begun: the wait ends here or was ended elsewhere
 
     @property
     def wait_id(self) -> str:
@@ -149,6 +163,13 @@ class Follow:
         )
         saved = self.record.result or {}
         names = list(request.get("jobs") or saved.get("jobs") or [])
+        # A wait stored before names were checked this tightly must not reach a request.
+        problem = workspace_ref_problem(
+            workspace.subscription, workspace.resource_group, workspace.workspace
+        ) or next(filter(None, map(job_name_problem, names)), None)
+        if problem is not None:
+            await self._finish(BatchOutcome.FAILED, f"the wait cannot be followed: {problem}", [])
+            return
         if saved:
             self.say(f"amlwait service {self.context.owner} resumes this wait")
         if not names:
@@ -162,7 +183,9 @@ class Follow:
         result = await self._wait([JobRef(workspace, name) for name in names])
         if result is None or result.outcome is BatchOutcome.INTERRUPTED or self.lost:
             return
-        await self._finish(result.outcome, _reason(result), summary_lines(result), result)
+        retrying = getattr(self.context.source, "last_problem", None)
+        reason = _reason(result, retrying)
+        await self._finish(result.outcome, reason, summary_lines(result), result)
 
     async def _discover(self, workspace: WorkspaceRef) -> list[str] | None:
         """List the batch by its tag until ``expectedJobs`` jobs carry it.
@@ -174,24 +197,31 @@ class Follow:
         give_up_at = min(record.created_at + settings.policy.not_found_grace, record.deadline)
         left = max(0.0, give_up_at - self.clock.now())
         self.say(
-            f"Looking for {expected} jobs tagged {self.tag!r} in {workspace} "
+            f"Looking for {count(expected, 'job')} tagged {self.tag!r} in {workspace} "
             f"(for up to {format_duration(left)})"
         )
         seen = -1
         failures = 0
         while not self.lost:
             try:
-                listing = await self.context.source.list_jobs_by_tag(workspace, self.tag)
+                # Bounded by the time left, so a source that hangs or retries forever
+                # cannot hold the wait past its end (TimeoutError counts as a failure).
+                left = max(0.0, give_up_at - self.clock.now())
+                listing = await asyncio.wait_for(
+                    self.context.source.list_jobs_by_tag(workspace, self.tag),
+                    timeout=max(left, _MIN_READ_SECONDS),
+                )
                 failures = 0
-            except AmlwaitError as error:
+            except Exception as error:  # whatever a read raises, the wait ends (see _read_failed)
                 failures += 1
-                if await self._read_failed(error, failures, give_up=False):
+                past_deadline = self.clock.now() >= record.deadline
+                if await self._read_failed(error, failures, past_deadline=past_deadline):
                     return None
                 listing = None
             if listing is not None:
                 names = sorted({job.name for job in listing})
                 if len(names) >= expected:
-                    self.say(f"Found {len(names)} jobs tagged {self.tag!r}")
+                    self.say(f"Found {count(len(names), 'job')} tagged {self.tag!r}")
                     return names
                 if len(names) != seen:
                     seen = len(names)
@@ -227,13 +257,16 @@ class Follow:
             flusher = asyncio.ensure_future(self._flush_loop())
             try:
                 return await waiter.run()
-            except AmlwaitError as error:
+            except Exception as error:  # whatever a read raises, the wait ends (see _read_failed)
                 failures += 1
                 past_deadline = self.clock.now() >= self.record.deadline
-                if await self._read_failed(error, failures, give_up=past_deadline):
+                if await self._read_failed(error, failures, past_deadline=past_deadline):
                     return None
-                # Still inside the try: progress keeps being flushed while backing off.
-                await self.clock.sleep(self.context.settings.outbox_retry.delay(failures + 1))
+                # Still inside the try: progress keeps being flushed while backing off. The
+                # back-off never outlasts the deadline, so the deadline always ends the wait.
+                delay = self.context.settings.outbox_retry.delay(failures + 1)
+                left = self.record.deadline - self.clock.now()
+                await self.clock.sleep(max(0.0, min(delay, left)))
             finally:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
@@ -249,14 +282,33 @@ class Follow:
             concurrency=settings.concurrency,
         )
 
-    async def _read_failed(self, error: AmlwaitError, failures: int, *, give_up: bool) -> bool:
-        """Count a failed Azure ML read; finish the wait as failed (True) after too many."""
+    async def _read_failed(self, error: Exception, failures: int, *, past_deadline: bool) -> bool:
+        """Count a failed Azure ML read, whatever it raised; finish the wait as failed (True)
+        after ``arm_error_limit`` failures in a row, or at once past the deadline. The feed
+        gets one line per failure, and failures are spaced by the caller's back-off, so a
+        read that always fails costs at most ``arm_error_limit`` lines and log entries."""
         self.context.arm_failed()
-        self.say(f"Azure ML could not be read: {error}")
-        if failures >= self.context.settings.arm_error_limit or give_up:
-            await self._finish(BatchOutcome.FAILED, f"Azure ML kept failing: {error}", [])
-            return True
-        return False
+        problem = read_problem(error)
+        retrying = getattr(self.context.source, "last_problem", None)
+        if isinstance(error, (TimeoutError, asyncio.TimeoutError)) and retrying:
+            problem = read_problem(RuntimeError(f"still retrying {retrying}"))
+        self.say(f"Azure ML could not be read: {problem}")
+        if not isinstance(error, AmlwaitError):
+            log.warning(
+                "reading Azure ML for wait %s failed (%d of %d): %s",
+                self.wait_id,
+                failures,
+                self.context.settings.arm_error_limit,
+                problem,
+            )
+        if past_deadline:
+            reason = f"deadline reached; Azure ML could not be read: {problem}"
+        elif failures >= self.context.settings.arm_error_limit:
+            reason = f"Azure ML kept failing: {problem}"
+        else:
+            return False
+        await self._finish(BatchOutcome.FAILED, reason, [])
+        return True
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -309,6 +361,8 @@ class Follow:
         result: WaitResult | None = None,
     ) -> None:
         """Store the outcome and the final messages in one step, then tell the hooks."""
+        self.finishing = True
+        reason = scrub(reason) if reason else reason
         devops_result = "succeeded" if outcome is BatchOutcome.SUCCEEDED else "failed"
         if reason:
             self.say(reason)
@@ -397,15 +451,19 @@ def _job_counts(result: WaitResult | None) -> dict[str, int]:
     return dict(Counter(job.outcome.value if job.outcome else "unfinished" for job in result.jobs))
 
 
-def _reason(result: WaitResult) -> str | None:
+def _reason(result: WaitResult, retrying: str | None = None) -> str | None:
+    """Why a wait did not succeed; ``retrying`` is the read the source was still retrying
+    when the deadline came (see ``ArmJobSource.last_problem``)."""
     if result.outcome is BatchOutcome.TIMED_OUT:
         unfinished = [job.name for job in result.jobs if not job.finished]
-        text = f"deadline reached with {len(unfinished)} jobs unfinished"
+        text = f"deadline reached with {count(len(unfinished), 'job')} unfinished"
         if result.canceled:
             text += f"; cancel requested for {len(result.canceled)}"
-        return text
+        if retrying:
+            text += f"; Azure ML could not be read: still retrying {retrying}"
+        return scrub(text)
     if result.outcome is BatchOutcome.FAILED:
         bad = [job.name for job in result.jobs if job.outcome is not None and job.outcome.is_bad]
         shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        return f"{len(bad)} jobs ended badly: {shown}"
+        return f"{count(len(bad), 'job')} ended badly: {shown}"
     return None

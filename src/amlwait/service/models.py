@@ -21,11 +21,24 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from amlwait.azureml.credentials import is_loopback
 from amlwait.core.duration import parse_duration
-from amlwait.core.jobs import JOB_NAME_PATTERN, tag_key_problem
+from amlwait.core.jobs import (
+    RESOURCE_GROUP_PATTERN,
+    RESOURCE_GROUP_RULE,
+    SUBSCRIPTION_PATTERN,
+    SUBSCRIPTION_RULE,
+    WORKSPACE_PATTERN,
+    WORKSPACE_RULE,
+    job_name_problem,
+    tag_key_problem,
+)
+from amlwait.redact import is_loopback_url
 
 MAX_BODY_CHARS = 2000
+# How deep a wait's JSON may nest: the real body nests 2 levels (the object, ``jobs``).
+# Deeper input is refused before it is parsed (Python's parser recurses: ~1,000 levels
+# raised RecursionError, a 500).
+MAX_WAIT_NESTING = 8
 MAX_TIMEOUT_SECONDS = 30 * 86400.0  # a server job runs at most 30 days
 DEFAULT_TIMEOUT = "48h"
 CALLBACK_HEADERS = (
@@ -39,8 +52,7 @@ CALLBACK_HEADERS = (
 )
 AUTH_TOKEN_HEADER = "AuthToken"
 # Ids go into URL paths of the callback: GUIDs in practice, never anything path-like.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 
 class RequestProblem(Exception):
@@ -67,12 +79,22 @@ class WaitRequest(BaseModel):
     fail_fast: bool = Field(default=False, alias="failFast")
     cancel_remaining: bool = Field(default=False, alias="cancelRemaining")
 
-    @field_validator("subscription", "resource_group", "workspace")
+    # Each is a segment of the ARM path read with the service's own token: Azure's naming
+    # rules (amlwait.core.jobs), so ".." or "WS\n" never reaches a request.
+    @field_validator("subscription")
     @classmethod
-    def _plain_name(cls, value: str) -> str:
-        if not _NAME_PATTERN.match(value):
-            raise ValueError("may hold only letters, digits, '_', '.' and '-'")
-        return value
+    def _subscription(cls, value: str) -> str:
+        return _follows_rule(value, SUBSCRIPTION_PATTERN, SUBSCRIPTION_RULE)
+
+    @field_validator("resource_group")
+    @classmethod
+    def _resource_group(cls, value: str) -> str:
+        return _follows_rule(value, RESOURCE_GROUP_PATTERN, RESOURCE_GROUP_RULE)
+
+    @field_validator("workspace")
+    @classmethod
+    def _workspace(cls, value: str) -> str:
+        return _follows_rule(value, WORKSPACE_PATTERN, WORKSPACE_RULE)
 
     @field_validator("tag")
     @classmethod
@@ -90,8 +112,9 @@ class WaitRequest(BaseModel):
         if not value:
             raise ValueError("is empty; leave it out to list the batch by its tag")
         for name in value:
-            if not JOB_NAME_PATTERN.match(name):
-                raise ValueError(f"{name[:60]!r} is not a valid Azure ML job name")
+            problem = job_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
         if len(set(value)) != len(value):
             raise ValueError("names a job twice")
         return value
@@ -111,6 +134,12 @@ class WaitRequest(BaseModel):
     def to_document(self) -> dict[str, Any]:
         """As stored (and as the caller wrote it: camelCase)."""
         return self.model_dump(by_alias=True, mode="json")
+
+
+def _follows_rule(value: str, pattern: re.Pattern[str], rule: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{value[:60]!r} is not valid: {rule}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -163,9 +192,47 @@ class RunEvent:
         return self.completed or self.status is None or self.status in _READ_ON
 
 
+# In a PlanUrl path: an encoded "/", "\\" or "%" would be decoded by some server after we
+# compared (so "%2e%2e%2f" or "%252e" could climb out of the organization); none is ever
+# needed in an organization URL, so they are refused rather than interpreted.
+_AMBIGUOUS_IN_PATH = re.compile(r"%(?:2f|5c|25)|\\|[\x00-\x20\x7f]", re.IGNORECASE)
+_ENCODED_DOT = re.compile(r"%2e", re.IGNORECASE)
+
+
+def normalize_url(url: str) -> str | None:
+    """``url`` as it will be sent and compared: scheme and host lower-cased, ``%2e`` decoded
+    to ``.``, dot segments resolved (RFC 3986 §5.2.4), one trailing ``/``. ``None`` when it
+    cannot be compared safely: not http(s), user info, query or fragment, an encoded
+    ``/``, ``\\`` or ``%`` in the path, or ``..`` climbing above the root."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        return None
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return None
+    if _AMBIGUOUS_IN_PATH.search(parts.path):
+        return None
+    segments: list[str] = []
+    for segment in _ENCODED_DOT.sub(".", parts.path).split("/")[1:]:
+        if segment == "..":
+            if not segments:
+                return None
+            segments.pop()
+        elif segment not in (".", ""):
+            segments.append(segment)
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    netloc = host if port is None else f"{host}:{port}"
+    path = "/" + "".join(f"{segment}/" for segment in segments)
+    return f"{parts.scheme.lower()}://{netloc}{path}"
+
+
 def normalize_org(url: str) -> str:
-    """An allowed organization URL as compared: lower case, one trailing ``/``."""
-    return url.strip().rstrip("/").lower() + "/"
+    """An allowed organization URL as compared (see :func:`normalize_url`), lower case."""
+    return (normalize_url(url) or url.strip().rstrip("/") + "/").lower()
 
 
 def org_url_problem(url: str) -> str | None:
@@ -173,26 +240,25 @@ def org_url_problem(url: str) -> str | None:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return f"{url!r} is not an http(s) URL such as https://dev.azure.com/myorg/"
-    if parts.scheme == "http" and not is_loopback(url):
+    if parts.scheme == "http" and not is_loopback_url(url):
         return f"{url!r} uses plain http to a host that is not loopback; use https"
     if parts.query or parts.fragment:
         return f"{url!r} has a query or fragment; give the organization URL only"
+    if normalize_url(url) is None:
+        return f"{url!r} has user info, an encoded '/', '\\' or '%', or '..' in its path"
     return None
 
 
 def plan_url_allowed(plan_url: str, allowed_orgs: Sequence[str]) -> bool:
-    """True when the token may be sent to ``plan_url``: https (or http to loopback), and
-    it starts with one of the allowed organization URLs."""
-    parts = urlsplit(plan_url)
-    if parts.scheme == "http":
-        if not is_loopback(plan_url):
-            return False
-    elif parts.scheme != "https":
+    """True when the token may be sent to ``plan_url``: https (or http to a loopback
+    address), and, once normalised (:func:`normalize_url`: dot segments resolved, encoded
+    ones too), it lies under one of the allowed organization URLs."""
+    target = normalize_url(plan_url)
+    if target is None:
         return False
-    if parts.username or parts.password or parts.query or parts.fragment:
+    if target.startswith("http:") and not is_loopback_url(target):
         return False
-    target = plan_url.lower()
-    target = target if target.endswith("/") else target + "/"
+    target = target.lower()
     return any(target.startswith(normalize_org(org)) for org in allowed_orgs)
 
 
@@ -209,17 +275,17 @@ def parse_callback(headers: Mapping[str, str], allowed_orgs: Sequence[str]) -> t
     for name in CALLBACK_HEADERS[1:]:
         if not _ID_PATTERN.match(values[name]):
             raise RequestProblem(400, f"header {name} is not a valid id")
-    plan_url = values["PlanUrl"]
-    if not plan_url_allowed(plan_url, allowed_orgs):
+    plan_url = normalize_url(values["PlanUrl"])
+    if plan_url is None or not plan_url_allowed(plan_url, allowed_orgs):
         raise RequestProblem(
             403,
             "PlanUrl is not an https URL of an allowed Azure DevOps organization "
             "(serve --allow-org / AMLWAIT_ALLOWED_ORGS)",
         )
-    if not plan_url.endswith("/"):
-        plan_url += "/"
     token = headers[AUTH_TOKEN_HEADER].strip()
-    if not token or any(ord(c) < 33 for c in token):
+    # Printable ASCII only: what an HTTP header can carry as is (a control character could
+    # split a header; a non-ASCII one fails to encode later, far from here).
+    if not token or any(not 33 <= ord(c) <= 126 for c in token):
         raise RequestProblem(400, "header AuthToken is not a valid token")
     callback = Callback(
         plan_url,
@@ -243,10 +309,7 @@ def parse_wait_request(body: bytes) -> WaitRequest:
         raise RequestProblem(
             400, f"the body is {len(text)} characters; at most {MAX_BODY_CHARS} are accepted"
         )
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise RequestProblem(400, f"the body is not valid JSON ({error})") from None
+    document = load_json(text, max_nesting=MAX_WAIT_NESTING)
     if not isinstance(document, dict):
         raise RequestProblem(400, "the body must be a JSON object")
     try:
@@ -261,6 +324,42 @@ def parse_wait_request(body: bytes) -> WaitRequest:
             "they must agree",
         )
     return request
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_nesting(text: str) -> int:
+    """How deep the arrays and objects of JSON ``text`` nest (brackets inside strings do
+    not count). Linear in the text; never recurses."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def load_json(text: str | bytes, *, max_nesting: int) -> Any:
+    """``text`` parsed, or a :class:`RequestProblem` (400) when it is not JSON or nests
+    deeper than ``max_nesting``."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestProblem(400, "the body is not UTF-8 text") from None
+    nesting = json_nesting(text)
+    if nesting > max_nesting:
+        raise RequestProblem(
+            400, f"the body nests {nesting} levels deep; at most {max_nesting} are accepted"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise RequestProblem(400, f"the body is not valid JSON ({error})") from None
 
 
 def _first_problem(error: ValidationError) -> str:

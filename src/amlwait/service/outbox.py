@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from amlwait.core.clock import Clock
+from amlwait.redact import REDACTOR
 from amlwait.service.devops_client import DevOpsClient, DevOpsError
 from amlwait.service.models import Callback
 from amlwait.service.settings import WatcherSettings
@@ -152,6 +153,8 @@ class OutboxSender:
             await asyncio.to_thread(
                 self.store.delivered, item.item_id, self.owner, now=self.clock.now()
             )
+            if item.kind == CompletedMessage.kind:
+                REDACTOR.forget(token)  # the wait is over: its token is deleted from the store
         except Exception:
             log.exception("delivering outbox item %s failed", item.item_id)
 

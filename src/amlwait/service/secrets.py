@@ -23,7 +23,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from amlwait.azureml.credentials import TokenProvider
 from amlwait.errors import InputError
+from amlwait.redact import REDACTOR
 
 SECRET_ENV = "AMLWAIT_SERVICE_SECRET"
 
@@ -31,6 +33,7 @@ _VERSION = b"\x01"
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
 _SCRYPT_SALT = b"amlwait-service/auth-token-key/v1"
+MIN_PASSPHRASE_CHARS = 16  # as for the service key
 
 
 class SecretKeyError(InputError):
@@ -54,6 +57,11 @@ def derive_key(secret: str) -> bytes:
         raw = b""
     if len(raw) == _KEY_BYTES:
         return raw
+    if len(secret) < MIN_PASSPHRASE_CHARS:
+        raise InputError(
+            f"{SECRET_ENV} is too short ({len(secret)} characters): use at least "
+            f"{MIN_PASSPHRASE_CHARS}, or 32 random bytes in base64"
+        )
     return Scrypt(salt=_SCRYPT_SALT, length=_KEY_BYTES, n=2**14, r=8, p=1).derive(
         secret.encode("utf-8")
     )
@@ -103,3 +111,21 @@ def cipher_for(secret_key: str | None) -> TokenCipher:
             'print(base64.b64encode(os.urandom(32)).decode())"`) to encrypt AuthTokens at rest'
         )
     return TokenCipher.from_secret(secret)
+
+
+class RegisteredToken:
+    """A token provider whose every token is registered with the process-wide redactor, so
+    an Azure error message that echoes it (or its Authorization header) never reaches a
+    log line, a feed line or a stored reason. Wraps ``inner``; invalidation passes through.
+    """
+
+    def __init__(self, inner: TokenProvider) -> None:
+        self._inner = inner
+
+    async def token(self) -> str:
+        value = await self._inner.token()
+        REDACTOR.register(value)
+        return value
+
+    def invalidate(self) -> bool:
+        return self._inner.invalidate()

@@ -54,7 +54,7 @@ __all__ = [
     "wait_body",
 ]
 
-TEST_WORKSPACE = WorkspaceRef("sub-1", "rg-1", "ws-1")
+TEST_WORKSPACE = WorkspaceRef("00000000-0000-0000-0000-0000000000a1", "rg-1", "ws-1")
 SERVICE_KEY = "test-service-key-0123456789"
 EVENTGRID_KEY = "eventgrid-key-0123456789"
 AUTH_TOKEN = "devops-token-Zq9x"

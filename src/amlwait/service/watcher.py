@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.source import JobSource
+from amlwait.redact import scrub
 from amlwait.service.devops_client import DevOpsClient
 from amlwait.service.follow import Follow, FollowContext
 from amlwait.service.hooks import WaitFinished, WaitHook
@@ -38,6 +39,29 @@ from amlwait.service.store import Store
 __all__ = ["WaitFinished", "WaitHook", "Watcher", "WatcherSettings", "replica_id"]
 
 log = logging.getLogger("amlwait.service")
+
+
+class ScrubSecrets(logging.Filter):
+    """Replaces every secret the redactor knows (the waits' AuthTokens, the ARM token) in
+    a record's message and traceback text: an Azure error may echo its Authorization
+    header, and the service logs Azure's errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        return True
+
+
+if not any(isinstance(f, ScrubSecrets) for f in log.filters):
+    log.addFilter(ScrubSecrets())
+
+_MAX_CRASHED = 10_000  # waits remembered with a back-off; the oldest is forgotten first
 
 
 class Watcher:
@@ -81,6 +105,9 @@ class Watcher:
             queued=self.outbox.wake,
         )
         self._follows: dict[str, Follow] = {}
+        # wait id -> (crashes in a row, not to be claimed again before): a wait whose follow
+        # keeps raising is retried with back-off, not at every claim round.
+        self._crashed: dict[str, tuple[int, float]] = {}
         self._claim_now = asyncio.Event()
         self._stopped = asyncio.Event()
 
@@ -169,13 +196,21 @@ class Watcher:
                 lease_seconds=lease,
             )
             for wait_id in set(held) - set(kept):
+                follow = self._follows.get(wait_id)
+                # A wait that ended while its lease was being renewed is not renewed, and
+                # its follow may be gone already: that is no lost lease.
+                if follow is None or follow.finishing:
+                    continue
                 log.warning("lost the lease of wait %s; another replica follows it", wait_id)
-                self._follows[wait_id].abandon()
+                follow.abandon()
+        now = self.clock.now()
         records = await asyncio.to_thread(
-            self.store.claim_waits, self.owner, now=self.clock.now(), lease_seconds=lease
+            self.store.claim_waits, self.owner, now=now, lease_seconds=lease
         )
         for record in records:
             if record.wait_id in self._follows or record.state != "waiting":
+                continue
+            if self._crashed.get(record.wait_id, (0, 0.0))[1] > now:
                 continue
             follow = Follow(record, self._context)
             self._follows[record.wait_id] = follow
@@ -184,9 +219,30 @@ class Watcher:
     async def _run_follow(self, follow: Follow) -> None:
         try:
             await follow.run()
+            self._crashed.pop(follow.wait_id, None)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("following wait %s failed; it resumes later", follow.wait_id)
+            self._crashed_again(follow)
         finally:
             self._follows.pop(follow.wait_id, None)
+
+    def _crashed_again(self, follow: Follow) -> None:
+        """A follow raised (Azure ML reads cannot: a store or a programming fault). Resume it
+        after a back-off (the outbox retry policy: doubling to 5 minutes), with the traceback
+        logged the first time only, so a fault that persists costs a few lines an hour; past
+        its deadline it is finished as failed when the store lets us (see Follow.run)."""
+        crashes = self._crashed.get(follow.wait_id, (0, 0.0))[0] + 1
+        delay = self.settings.outbox_retry.delay(crashes + 1)
+        if len(self._crashed) >= _MAX_CRASHED and follow.wait_id not in self._crashed:
+            self._crashed.pop(next(iter(self._crashed)))
+        self._crashed[follow.wait_id] = (crashes, self.clock.now() + delay)
+        if crashes == 1:
+            log.exception("following wait %s failed; it resumes later", follow.wait_id)
+        else:
+            log.warning(
+                "following wait %s failed again (%d in a row); it resumes in %.0f s",
+                follow.wait_id,
+                crashes,
+                delay,
+            )

@@ -227,6 +227,17 @@ class Store(Protocol):
         ``outbox_delivered``, ``outbox_dropped``."""
         ...
 
+    def probe(self, *, now: float) -> None:
+        """Write one small row and read it back, in one transaction; raise
+        :class:`StoreUnavailableError` (or the driver's error) when the store cannot take a
+        write now. What ``/healthz`` checks."""
+        ...
+
+    def waits_created(self) -> int:
+        """How many waits this store has ever created (purged ones included): a counter
+        kept in the same transaction as each new wait, so it only grows."""
+        ...
+
     def close(self) -> None:
         """Release the connection; later calls raise :class:`StoreUnavailableError`."""
         ...

@@ -23,6 +23,7 @@ from amlwait.service.store.base import (
     SCHEMA_VERSION,
     WAITING,
     OutboxItem,
+    StoreUnavailableError,
     WaitRecord,
 )
 
@@ -176,6 +177,12 @@ class SqlStore:
                 f"the store has schema version {max(int(row[0]) for row in versions)}, newer "
                 f"than this amlwait understands ({SCHEMA_VERSION}): upgrade amlwait"
             )
+        if not sql.rows("SELECT value FROM store_meta WHERE name = 'waits_created'"):
+            # A store from before the counter: it starts at the waits it holds.
+            sql.run(
+                "INSERT INTO store_meta (name, value) "
+                "SELECT 'waits_created', CAST(COUNT(*) AS TEXT) FROM waits"
+            )
         check = sql.rows("SELECT value FROM store_meta WHERE name = 'key_check'")
         if not check:
             sealed = self._cipher.seal(_KEY_CHECK, context="key_check")
@@ -213,7 +220,38 @@ class SqlStore:
                 (wait_id, plan_key, request_json, callback_json, sealed, now, deadline, now),
             )
             row = sql.rows(f"SELECT {_WAIT_COLUMNS} FROM waits WHERE plan_key = ?", (plan_key,))
+            created = None
+            if inserted == 1:
+                sql.run(
+                    "UPDATE store_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                    "WHERE name = 'waits_created'"
+                )
+                created = self._waits_created(sql)
+        if created is not None:
+            self._committed_waits_created(created)
         return _wait_record(row[0]), inserted == 1
+
+    @staticmethod
+    def _waits_created(sql: Sql) -> int:
+        rows = sql.rows("SELECT value FROM store_meta WHERE name = 'waits_created'")
+        return int(rows[0][0]) if rows else 0
+
+    def _committed_waits_created(self, count: int) -> None:
+        """Told, after the commit, how many waits this store has ever created."""
+
+    def waits_created(self) -> int:
+        with self._transaction(write=False) as sql:
+            return self._waits_created(sql)
+
+    def probe(self, *, now: float) -> None:
+        """Write a row and read it back (see :meth:`Store.probe`)."""
+        value = repr(now)
+        with self._transaction(write=True) as sql:
+            sql.run("DELETE FROM store_meta WHERE name = 'health_probe'")
+            sql.run("INSERT INTO store_meta (name, value) VALUES ('health_probe', ?)", (value,))
+            read = sql.rows("SELECT value FROM store_meta WHERE name = 'health_probe'")
+        if not read or read[0][0] != value:
+            raise StoreUnavailableError("the store did not read back what it wrote")
 
     def get_wait(self, wait_id: str) -> WaitRecord | None:
         with self._transaction(write=False) as sql:

@@ -30,6 +30,7 @@ from amlwait.core.budget import RequestBudget
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.retry import RetryPolicy, is_retryable_status
+from amlwait.core.source import RunReader
 from amlwait.core.status import JobStatus
 from amlwait.errors import AuthenticationError, InputError, ServiceError
 from amlwait.throttle import Throttle
@@ -104,12 +105,14 @@ def parse_job(body: Mapping[str, Any]) -> JobSnapshot:
     studio = (services.get("Studio") or {}).get("endpoint")
     tags = properties.get("tags") or {}
     created = (body.get("systemData") or {}).get("createdAt")
+    experiment = properties.get("experimentName")
     return JobSnapshot(
         name=name,
         status=str(status),
         tags={str(k): str(v) for k, v in tags.items()},
         studio_url=str(studio) if studio else None,
         created_at=str(created) if created else None,
+        experiment=str(experiment) if experiment else None,
     )
 
 
@@ -352,6 +355,27 @@ class ArmJobSource:
         new = JobRef(ref.workspace, new_name)
         await self.put_job(new, properties)
         return new
+
+    async def get_workspace(self, workspace: WorkspaceRef) -> dict[str, Any]:
+        """The workspace's ARM resource (``GET WS``), whose ``properties`` name its
+        data-plane endpoints (``discoveryUrl``, ``mlFlowTrackingUri``)."""
+        response = await self._send(
+            "GET", f"{self.endpoint}{workspace.arm_path}", params={"api-version": self.api_version}
+        )
+        missing = missing_workspace_error(response, workspace)
+        if missing is not None:
+            raise missing
+        if response.status_code == 404:
+            raise ServiceError(f"workspace {workspace} was not found", status_code=404)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def run_reader(self) -> RunReader:
+        """A fresh reader of run history and MLflow for one wait (its endpoints are
+        discovered through this source, with the same token)."""
+        from amlwait.azureml.tracking import ServiceRunReader
+
+        return ServiceRunReader(self, clock=self.clock)
 
     async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None:
         """The job's whole ARM body (for re-submission), or ``None`` when not found."""

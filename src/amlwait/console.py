@@ -61,7 +61,7 @@ REASON_WIDTH = 300
 
 def summary_lines(result: WaitResult) -> list[str]:
     """The final table: one row per job (RAN: its run time, see :data:`TIME_LEGEND`), the
-    reason of each job that ended badly on the line below it, the totals, the legend."""
+    reason of each job that ended badly on the line below it, the legend, the totals."""
     jobs = sort_for_report(result.jobs)
     width = max(len("JOB"), *(len(job.name) for job in jobs))
     lines = [f"{'JOB':<{width}}  {'STATUS':<15}  {'OUTCOME':<10}  {'RAN':>9}  LINK"]
@@ -74,14 +74,14 @@ def summary_lines(result: WaitResult) -> list[str]:
         bad = job.outcome is not None and (job.outcome.is_bad or job.outcome is Outcome.RETRIED)
         if bad and job.reason:
             lines.append(f"    {reason_text(job, REASON_WIDTH)}")
+    if any(run_time(job) is not None for job in jobs):
+        lines.append(f"RAN: {TIME_LEGEND}")
     counts = Counter(job.outcome.value if job.outcome else "unfinished" for job in jobs)
     elapsed = format_duration(result.ended_at - result.started_at)
     lines.append(
         f"{result.outcome.value}: {count(len(jobs), 'job')} — {describe_counts(counts)} — "
         f"{elapsed}, {count(result.requests, 'request')}"
     )
-    if any(run_time(job) is not None for job in jobs):
-        lines.append(f"RAN: {TIME_LEGEND}")
     return lines
 
 

@@ -161,14 +161,15 @@ def format_run_time(job: JobState) -> str:
     return format_duration(took) if run_time_label(job) == RAN else "~" + format_duration(took)
 
 
-def reason_text(job: JobState, limit: int | None = None) -> str:
-    """Why the job ended as it did, on one line: ``UserError: message`` (the service's
-    code and message), else the waiter's words; ``""`` when there is nothing to say.
-    With ``limit``, a longer text keeps its end (where a traceback's last line and a
-    process's last stderr lines are) behind ``… ``."""
+def reason_text(job: JobState, limit: int | None = None, *, one_line: bool = True) -> str:
+    """Why the job ended as it did: ``UserError: message`` (the service's code and
+    message), else the waiter's words; ``""`` when there is nothing to say. ``one_line``
+    folds line breaks and runs of spaces into one space. With ``limit``, a longer text
+    keeps its end (where a traceback's last line and a process's last stderr lines are)
+    behind ``… ``."""
     if not job.reason:
         return ""
-    message = " ".join(job.reason.split())
+    message = " ".join(job.reason.split()) if one_line else job.reason
     if limit is not None and len(message) > limit:
         message = "… " + message[-(limit - 2) :].lstrip()
     return f"{job.error_code}: {message}" if job.error_code else message

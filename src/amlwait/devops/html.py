@@ -411,7 +411,7 @@ def _legend() -> str:
 
 def _table(jobs: Iterable[JobState], result: WaitResult) -> str:
     several_workspaces = len({job.ref.workspace for job in result.jobs}) > 1
-    header = ["Job", "Status", "Outcome", "Queued", "Ran", "Reason", "Studio"]
+    header = ["Job", "Status", "Outcome", "Ran", "Queued", "Reason", "Studio"]
     if several_workspaces:
         header.insert(1, "Workspace")
     rows = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in header), "</tr></thead><tbody>"]
@@ -423,9 +423,9 @@ def _table(jobs: Iterable[JobState], result: WaitResult) -> str:
             f'<td class="name">{text(job.name)}</td>',
             f"<td>{text(job.status or 'NotFound')}</td>",
             f'<td style="color:{colour}">{text(outcome.replace("_", " "))}</td>',
-            f'<td class="num">{format_duration(queued) if queued is not None else "-"}</td>',
             f'<td class="num">{text(format_run_time(job))}</td>',
-            f"<td>{text(reason_text(job, REASON_WIDTH))}</td>",
+            f'<td class="num">{format_duration(queued) if queued is not None else "-"}</td>',
+            f"<td>{text(reason_text(job, REASON_WIDTH, one_line=False))}</td>",
             f"<td>{_link(job.link)}</td>",
         ]
         if several_workspaces:

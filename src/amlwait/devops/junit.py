@@ -21,8 +21,8 @@ Semantics:
   Azure ML's start and end times, or — when those could not be read — amlwait's own measure
   (from the job's creation, or from when the waiter first saw it, to when the waiter saw it
   end; the failure text says which); ``0`` when unknown (never seen, or not ended).
-- A ``<failure>``'s ``message`` is the job's reason on one line (``UserError: …`` with Azure
-  ML's error code, at most 1,000 characters keeping the end); its text lists status,
+- A ``<failure>``'s ``message`` is the job's reason (``UserError: …`` with Azure
+  ML's error code, as written, at most 1,000 characters keeping the end); its text lists status,
   outcome, the times (ran, queued, total; started and ended in UTC), the full reason and
   the Studio link.
 - Suites are grouped by workspace and named by the workspace name (``RG/WS``, then the full
@@ -148,7 +148,7 @@ def _case(job: JobState, *, classname: str) -> ET.Element:
     if _is_failure(job) or _is_error(job):
         tag = "failure" if _is_failure(job) else "error"
         outcome = job.outcome.value if job.outcome else Outcome.UNFINISHED.value
-        message = reason_text(job, MESSAGE_WIDTH) or f"{job.name} ended {status}"
+        message = reason_text(job, MESSAGE_WIDTH, one_line=False) or f"{job.name} ended {status}"
         body = [f"status: {status}", f"outcome: {outcome}", *_time_lines(job)]
         if job.error_code:
             body.append(f"error code: {job.error_code}")

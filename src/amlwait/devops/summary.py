@@ -9,8 +9,8 @@ Layout, top to bottom:
 2. Jobs per outcome (succeeded, failed, canceled, not found, unfinished; zeros left out).
 3. The wait: start, deadline, elapsed time, requests sent, jobs cancelled by amlwait.
 4. One table row per job — job, (workspace, when the wait spans several), final status,
-   outcome, queued and ran (:func:`amlwait.result.queued_seconds`,
-   :func:`amlwait.result.run_time`; ``~`` marks amlwait's own measure), reason
+   outcome, ran and queued (:func:`amlwait.result.run_time`,
+   :func:`amlwait.result.queued_seconds`; ``~`` marks amlwait's own measure), reason
    (``UserError: …``, at most :data:`REASON_WIDTH` characters keeping the end), Studio link — in
    :func:`amlwait.result.sort_for_report` order: jobs that ended badly, then unfinished
    ones, then the slowest first.
@@ -159,7 +159,7 @@ def render_summary(result: WaitResult) -> str:
     lines += ["", facts[:1].upper() + facts[1:], ""]
 
     several_workspaces = len({job.ref.workspace for job in result.jobs}) > 1
-    header = ["Job", "Status", "Outcome", "Queued", "Ran", "Reason", "Studio"]
+    header = ["Job", "Status", "Outcome", "Ran", "Queued", "Reason", "Studio"]
     if several_workspaces:
         header.insert(1, "Workspace")
     lines.append("| " + " | ".join(header) + " |")
@@ -171,9 +171,9 @@ def render_summary(result: WaitResult) -> str:
             escape_cell(job.name),
             escape_cell(job.status or "NotFound"),
             escape_cell(outcome_of(job).replace("_", " ")),
-            format_duration(queued) if queued is not None else "-",
             escape_cell(format_run_time(job)),
-            escape_cell(reason_text(job, REASON_WIDTH)),
+            format_duration(queued) if queued is not None else "-",
+            escape_cell(reason_text(job, REASON_WIDTH, one_line=False)),
             markdown_link("open", job.link),
         ]
         if several_workspaces:

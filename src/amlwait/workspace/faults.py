@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from amlwait.workspace.errors import error_response, format_seconds
 from amlwait.workspace.requestlog import RequestRecord, record_of
 
-FaultKind = Literal["429", "500", "503", "401", "drop", "slow"]
+FaultKind = Literal["429", "500", "503", "401", "403", "404", "drop", "slow"]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 Matcher = str | Callable[[RequestRecord], bool] | None
 
@@ -159,6 +159,12 @@ def _error_answer(fault: Fault) -> ASGIApp:
             "The access token expired or is invalid (injected fault).",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if fault.kind == "403":
+        return error_response(
+            403, "AuthorizationFailed", "The client has no permission (injected fault)."
+        )
+    if fault.kind == "404":
+        return error_response(404, "NotFound", "Not found (injected fault).")
     return error_response(
         500, "InternalServerError", "The server had an internal error (injected fault)."
     )

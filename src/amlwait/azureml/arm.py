@@ -153,6 +153,7 @@ class ArmJobSource:
         self.clock = clock or SystemClock()
         self.throttle = Throttle(self.clock, budget)
         self.retry = retry or RetryPolicy()
+        self._transport = transport  # the run reader's requests take the same way
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(request_timeout),
             transport=transport,
@@ -375,7 +376,7 @@ class ArmJobSource:
         discovered through this source, with the same token)."""
         from amlwait.azureml.tracking import ServiceRunReader
 
-        return ServiceRunReader(self, clock=self.clock)
+        return ServiceRunReader(self, clock=self.clock, transport=self._transport)
 
     async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None:
         """The job's whole ARM body (for re-submission), or ``None`` when not found."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,12 +51,10 @@ def test_the_demo_says_why_the_job_failed_and_how_long_it_ran_on_every_surface(
         for line in lines
         if line.startswith("PLANT002_CIRCUIT01_") and " failed after " in line
     ]
-    assert len(finished) == 1 and finished[0].endswith(why) and ": UserError: " in finished[0]
-    row = next(
-        i
-        for i, line in enumerate(lines)
-        if line.startswith("PLANT002_CIRCUIT01_") and "https://" in line
-    )
+    assert len(finished) == 1, finished
+    assert finished[0].endswith(why) and ": UserError: " in finished[0], finished[0]
+    table_row = re.compile(r"^PLANT002_CIRCUIT01_\S+\s+Failed\s+failed\s")
+    row = next(i for i, line in enumerate(lines) if table_row.match(line))
     assert "~" not in lines[row], "its run time is Azure ML's (run history), not amlwait's"
     assert lines[row + 1].startswith("    UserError: ") and lines[row + 1].endswith(why)
     out = tmp_path / "out"

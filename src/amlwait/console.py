@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from amlwait.core.duration import format_duration
-from amlwait.core.status import Outcome
+from amlwait.core.status import TERMINAL, Outcome
 from amlwait.core.tracker import JobState
 from amlwait.core.wording import count
 from amlwait.events import (
@@ -29,7 +29,14 @@ from amlwait.events import (
     WaitStarted,
     Warning_,
 )
-from amlwait.result import WaitResult, run_time, sort_for_report
+from amlwait.result import (
+    TIME_LEGEND,
+    WaitResult,
+    format_run_time,
+    reason_text,
+    run_time,
+    sort_for_report,
+)
 
 HEARTBEAT_SECONDS = 300.0
 
@@ -49,17 +56,26 @@ def describe_counts(counts: Counter[str] | dict[str, int]) -> str:
     return ", ".join(parts)
 
 
+REASON_WIDTH = 300
+
+
 def summary_lines(result: WaitResult) -> list[str]:
+    """The final table: one row per job (RAN: its run time, see :data:`TIME_LEGEND`), the
+    reason of each job that ended badly on the line below it, the legend, the totals."""
     jobs = sort_for_report(result.jobs)
     width = max(len("JOB"), *(len(job.name) for job in jobs))
-    lines = [f"{'JOB':<{width}}  {'STATUS':<15}  {'OUTCOME':<10}  {'TIME':>8}  LINK"]
+    lines = [f"{'JOB':<{width}}  {'STATUS':<15}  {'OUTCOME':<10}  {'RAN':>9}  LINK"]
     for job in jobs:
-        took = run_time(job)
         outcome = job.outcome.value if job.outcome else "unfinished"
         lines.append(
             f"{job.name:<{width}}  {job.status or 'NotFound':<15}  {outcome:<10}  "
-            f"{format_duration(took) if took is not None else '-':>8}  {job.link}"
+            f"{format_run_time(job):>9}  {job.link}"
         )
+        bad = job.outcome is not None and (job.outcome.is_bad or job.outcome is Outcome.RETRIED)
+        if bad and job.reason:
+            lines.append(f"    {reason_text(job, REASON_WIDTH)}")
+    if any(run_time(job) is not None for job in jobs):
+        lines.append(f"RAN: {TIME_LEGEND}")
     counts = Counter(job.outcome.value if job.outcome else "unfinished" for job in jobs)
     elapsed = format_duration(result.ended_at - result.started_at)
     lines.append(
@@ -110,7 +126,12 @@ class PlainReporter:
                 took = f"  ({format_duration(event.in_previous)})" if event.in_previous else ""
                 self.say(f"{event.job.name}  {event.old} -> {event.new}{took}", event.at)
         elif isinstance(event, JobFinished) and event.job.reason:
-            self.say(f"{event.job.name}  {event.outcome.value}: {event.job.reason}", event.at)
+            job = event.job
+            after = f" after {format_run_time(job)}" if job.status in TERMINAL else ""
+            self.say(
+                f"{job.name}  {event.outcome.value}{after}: {reason_text(job, REASON_WIDTH)}",
+                event.at,
+            )
         elif isinstance(event, JobRetried):
             self.say(
                 f"{event.old.name}  Failed -> retried as {event.new.name} "

@@ -29,13 +29,15 @@ from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.manifest import Manifest
 from amlwait.core.policy import PollPolicy
 from amlwait.core.schedule import GetJob, ListingSchedule, ListJobs
-from amlwait.core.source import JobResubmitter, JobSource
+from amlwait.core.source import JobResubmitter, JobSource, RunReader
 from amlwait.core.status import TERMINAL, JobStatus, Outcome
-from amlwait.core.tracker import BatchOutcome, BatchTracker, JobState
+from amlwait.core.tracker import BatchOutcome, BatchTracker, Event, JobFinished, JobState
 from amlwait.errors import ListingError
 from amlwait.events import CancelSent, Listener, ListingFailed, Tick, WaitEvent, WaitStarted
 from amlwait.redact import scrub
 from amlwait.result import WaitResult
+from amlwait.runfacts import DEFAULT_BUDGET as DEFAULT_RUN_FACTS_BUDGET
+from amlwait.runfacts import RunFactsStep
 from amlwait.throttle import DeadlineReached, read_deadline
 
 DEFAULT_TIMEOUT = 48 * 3600.0
@@ -68,6 +70,9 @@ class WaitOptions:
     retries: int = 0  # resubmit a Failed job up to this many times (never a Canceled one)
     # Seconds the cancel phase may take after the wait ended; None: cancel_phase_seconds.
     cancel_phase: float | None = None
+    # Seconds each read of run history/MLflow (reasons, true times) may take, within the
+    # deadline; see amlwait.runfacts.
+    run_facts_budget: float = DEFAULT_RUN_FACTS_BUDGET
 
 
 class Waiter:
@@ -83,7 +88,10 @@ class Waiter:
         tag: str | None = None,
         listener: Listener | None = None,
         on_retry: Callable[[list[JobRef]], None] | None = None,
+        run_reader: RunReader | None = None,
     ) -> None:
+        """``run_reader``: where to read why jobs failed and when they ran; by default the
+        source's own (:meth:`ArmJobSource.run_reader`), none for a source without one."""
         self.options = options or WaitOptions()
         self.on_retry = on_retry
         self.clock = clock or SystemClock()
@@ -100,6 +108,12 @@ class Waiter:
             self.options.policy, tag=tag, concurrency=self.options.concurrency
         )
         self._listing_failing: set[WorkspaceRef] = set()
+        self.run_facts = RunFactsStep(
+            run_reader if run_reader is not None else _source_run_reader(source),
+            self.clock,
+            self.deadline,
+            budget=self.options.run_facts_budget,
+        )
 
     def stop(self) -> None:
         """Interrupt the wait (SIGINT/SIGTERM): it ends with outcome ``interrupted``."""
@@ -113,6 +127,12 @@ class Waiter:
             self._emit(event)
 
     async def run(self) -> WaitResult:
+        try:
+            return await self._run()
+        finally:
+            await self.run_facts.aclose()
+
+    async def _run(self) -> WaitResult:
         jobs = list(self.tracker.jobs.values())
         workspaces = sorted({job.ref.workspace for job in jobs})
         self._emit(WaitStarted(jobs, workspaces, self.deadline.at, self.started_at, self.tag))
@@ -214,7 +234,7 @@ class Waiter:
     async def _read_one(self, read: GetJob) -> None:
         snapshot = await self.source.get_job(read.ref)
         now = self.clock.now()
-        self._emit_all(self.tracker.observe(read.ref, snapshot, now, batch_due=read.batch_due))
+        await self._tell(self.tracker.observe(read.ref, snapshot, now, batch_due=read.batch_due))
 
     async def _read_by_listing(self, read: ListJobs) -> None:
         assert self.tag is not None
@@ -234,10 +254,20 @@ class Waiter:
         self._listing_failing.discard(read.workspace)
         now = self.clock.now()
         seen = self.schedule.take_listing(read, listing, self.tracker.jobs, now)
+        events: list[Event] = []
         for job, snapshot in seen.observed:
-            self._emit_all(self.tracker.observe(job.ref, snapshot, now, batch_due=seen.batch_due))
+            events += self.tracker.observe(job.ref, snapshot, now, batch_due=seen.batch_due)
+        await self._tell(events)
         reads = [self._read_one(GetJob(ref)) for ref in seen.missing]
         await _gather_bounded(reads, self.options.concurrency)
+
+    async def _tell(self, events: Sequence[Event]) -> None:
+        """Tell the listener ``events``, once the jobs among them that ended Failed have
+        their reasons and times (a bounded read that never fails the wait)."""
+        ended = [event.job for event in events if isinstance(event, JobFinished)]
+        if ended:
+            await self.run_facts.explain(ended)
+        self._emit_all(events)
 
     # -- retrying -----------------------------------------------------------------------
 
@@ -302,12 +332,14 @@ class Waiter:
                 canceled = await self._cancel_unfinished(phase_end)
             finally:
                 read_deadline.reset(token)
+        if not interrupted:
+            await self.run_facts.time_ended(list(self.tracker.jobs.values()))
         self.tracker.close(self.clock.now())
         outcome = self.tracker.outcome(interrupted=interrupted)
         return WaitResult(
             outcome=outcome,
             jobs=list(self.tracker.jobs.values()),
-            requests=self.source.requests_sent,
+            requests=self.source.requests_sent + self.run_facts.requests_sent,
             started_at=self.started_at,
             ended_at=now,
             deadline=self.deadline.at,
@@ -380,6 +412,12 @@ def unread_result(
     now = (clock or SystemClock()).now()
     tracker = BatchTracker(jobs, options.policy, now)
     return _error_result(tracker, error, 0, now, Deadline.after(now, options.timeout), now, tag)
+
+
+def _source_run_reader(source: JobSource) -> RunReader | None:
+    """The source's run reader, when it offers one (the ARM source does)."""
+    factory = getattr(source, "run_reader", None)
+    return factory() if callable(factory) else None
 
 
 async def _gather_bounded(work: Sequence[Awaitable[None]], limit: int) -> None:

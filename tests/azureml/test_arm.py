@@ -108,7 +108,10 @@ def test_a_slow_answer_times_out_and_is_retried(workspace, clock) -> None:
     workspace.faults.add("slow", times=1, delay=1.0)
     result = wait(workspace, clock, [ref], request_timeout=0.3)
     assert result.outcome is BatchOutcome.SUCCEEDED
-    assert result.requests == 2
+    assert len(arm_requests(workspace)) == 2  # the job's GET, timed out, then retried
+    # Every request is counted, the reads of its run time (workspace, discovery,
+    # experiment, one search) included.
+    assert result.requests == len(workspace.requests) == 2 + 4
 
 
 def test_429_retry_after_is_obeyed_before_the_next_request(workspace, clock) -> None:
@@ -167,7 +170,9 @@ def test_401_fetches_a_fresh_token_once(clock) -> None:
         result = wait(secured, clock, [ref], credential=credential)
         assert result.outcome is BatchOutcome.SUCCEEDED
         assert credential.invalidated == 1
-        assert [r.status for r in secured.requests] == [401, 200]
+        assert [r.status for r in arm_requests(secured)] == [401, 200]
+        # The run-time reads that follow use the fresh token: no second refresh.
+        assert [r.status for r in secured.requests[2:]] == [200] * 4
 
 
 def test_a_refused_token_ends_with_a_clear_error_that_hides_the_token(clock) -> None:

@@ -92,7 +92,12 @@ def test_a_failed_wait_in_a_pipeline_speaks_to_the_agent(workspace, tmp_path: Pa
     assert progress[-1] == "100"
     errors = [parse(line) for line in lines if line.startswith("##vso[task.logissue type=error")]
     assert len(errors) == 1
-    assert errors[0][2].startswith("BAD ended Failed: https://ml.azure.com/runs/BAD?wsid=")
+    # How long it ran (the scripted timeline's 0.3 s, from run history, not amlwait's
+    # measure), Azure ML's error code and message, then the Studio link.
+    assert errors[0][2].startswith(
+        "BAD failed after 0.3s: UserError: The scripted job failed. — "
+        "https://ml.azure.com/runs/BAD?wsid="
+    )
     variables = {
         parse(line)[1]["variable"]: parse(line)[2]
         for line in lines

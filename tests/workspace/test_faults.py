@@ -92,7 +92,7 @@ def test_faults_match_a_job_name_or_a_predicate_and_are_used_up(
 
 def test_unknown_fault_kind_is_refused(scripted_workspace: ScriptedWorkspace) -> None:
     with pytest.raises(ValueError, match="unknown fault kind"):
-        scripted_workspace.faults.add("404")  # type: ignore[arg-type]
+        scripted_workspace.faults.add("418")  # type: ignore[arg-type]
 
 
 # -- misbehaviour (issue 10): what each new kind puts on the wire ---------------------------

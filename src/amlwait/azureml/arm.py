@@ -50,6 +50,7 @@ from amlwait.core.budget import RequestBudget
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
+from amlwait.core.source import RunReader
 from amlwait.core.status import JobStatus
 from amlwait.errors import AuthenticationError, InputError, ListingError, ServiceError
 from amlwait.redact import scrub
@@ -206,12 +207,14 @@ def parse_job(body: Any) -> JobSnapshot:
     studio = _object(services.get("Studio"), "properties.services.Studio").get("endpoint")
     tags = _object(properties.get("tags"), "properties.tags")
     created = _object(job.get("systemData"), "systemData").get("createdAt")
+    experiment = _optional_text(properties.get("experimentName"), "properties.experimentName")
     return JobSnapshot(
         name=name,
         status=status or JobStatus.UNKNOWN.value,
         tags={str(k): str(v) for k, v in tags.items()},
         studio_url=str(studio) if studio else None,
         created_at=str(created) if created else None,
+        experiment=str(experiment) if experiment else None,
     )
 
 
@@ -290,6 +293,7 @@ class ArmJobSource:
             # explicit transport is what keeps httpx from reading proxies from the
             # environment, while SSL_CERT_FILE (a local workspace over https) still applies.
             transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=True)
+        self._transport = transport  # the run reader's requests take the same way
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(request_timeout),
             transport=transport,
@@ -614,6 +618,27 @@ class ArmJobSource:
         new = JobRef(ref.workspace, new_name)
         await self.put_job(new, properties)
         return new
+
+    async def get_workspace(self, workspace: WorkspaceRef) -> dict[str, Any]:
+        """The workspace's ARM resource (``GET WS``), whose ``properties`` name its
+        data-plane endpoints (``discoveryUrl``, ``mlFlowTrackingUri``)."""
+        response = await self._send(
+            "GET", f"{self.endpoint}{workspace.arm_path}", params={"api-version": self.api_version}
+        )
+        missing = missing_workspace_error(response, workspace)
+        if missing is not None:
+            raise missing
+        if response.status_code == 404:
+            raise ServiceError(f"workspace {workspace} was not found", status_code=404)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def run_reader(self) -> RunReader:
+        """A fresh reader of run history and MLflow for one wait (its endpoints are
+        discovered through this source, with the same token)."""
+        from amlwait.azureml.tracking import ServiceRunReader
+
+        return ServiceRunReader(self, clock=self.clock, transport=self._transport)
 
     async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None:
         """The job's whole ARM body (for re-submission), or ``None`` when not found.

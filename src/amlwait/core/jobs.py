@@ -70,6 +70,7 @@ class JobSnapshot:
     tags: dict[str, str] = field(default_factory=dict)
     studio_url: str | None = None
     created_at: str | None = None
+    experiment: str | None = None  # the job's experimentName (its MLflow experiment)
 
 
 def studio_url_for(ref: JobRef) -> str:

@@ -7,6 +7,8 @@ counts every request it sends in ``requests_sent``, retries and pages included.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
@@ -34,4 +36,49 @@ class JobSource(Protocol):
 class JobResubmitter(Protocol):
     async def resubmit_job(self, ref: JobRef, new_name: str) -> JobRef:
         """Create ``new_name`` from ``ref``'s own definition (same properties and tags)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What Azure ML recorded about a job's run: when it really started and ended (epoch
+    seconds) and, for a failed run, its error. ``None`` where the service said nothing."""
+
+    started_at: float | None = None
+    ended_at: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class RunFactsUnavailable(Exception):
+    """The service could not say (refused, unreachable, too slow); the message says why in
+    a few words, e.g. ``run history refused the request (403)``."""
+
+
+class RunReader(Protocol):
+    """Where Azure ML keeps why a job failed and when it ran (run history, MLflow).
+
+    Reads are asked only for jobs that ended. Each raises :class:`RunFactsUnavailable`
+    when the service cannot answer; the caller decides what that means for a report.
+    """
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests sent so far (discovery included)."""
+        ...
+
+    async def run_details(self, ref: JobRef) -> RunFacts:
+        """One run's details: times and error (one request per run, after discovery)."""
+        ...
+
+    async def run_times(
+        self, refs: Sequence[JobRef], experiments: Mapping[JobRef, str]
+    ) -> dict[JobRef, RunFacts]:
+        """Start and end times of many runs in as few requests as the service allows;
+        ``experiments`` names each run's experiment. Runs the service does not know are
+        left out of the answer."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the reader is not used afterwards."""
         ...

@@ -44,6 +44,16 @@ class BatchOutcome(str, enum.Enum):
 
 @dataclass
 class JobState:
+    """What the wait knows of one job attempt.
+
+    ``reason``: why it ended badly — the service's error message for a Failed job (with
+    its ``error_code``, e.g. ``UserError``), "reason unavailable (…)" when that could not
+    be read, or the waiter's own words (not found, NotResponding, unfinished).
+    ``started_at``/``ended_at``: when the job really started and ended (epoch seconds) as
+    Azure ML recorded them; ``None`` when not read (then reports fall back to what the
+    waiter saw: :attr:`created_at` or :attr:`first_seen` to :attr:`finished_at`).
+    """
+
     ref: JobRef
     status: str | None = None
     outcome: Outcome | None = None
@@ -62,6 +72,10 @@ class JobState:
     attempt: int = 1
     retry_of: JobRef | None = None
     retried_as: JobRef | None = None
+    error_code: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    experiment: str | None = None
 
     @property
     def name(self) -> str:
@@ -297,6 +311,7 @@ class BatchTracker:
             job.first_seen = now
         job.studio_url = snapshot.studio_url or job.studio_url
         job.created_at = snapshot.created_at or job.created_at
+        job.experiment = snapshot.experiment or job.experiment
         new = snapshot.status
         changed = new != job.status
         if changed:
@@ -364,7 +379,8 @@ class BatchTracker:
             raise ValueError(f"job {new.name} is already followed")
         previous.outcome = Outcome.RETRIED
         previous.retried_as = new
-        previous.reason = f"{previous.status}; retried as {new.name}"
+        why = f"{previous.error_code}: {previous.reason}" if previous.error_code else None
+        previous.reason = f"{why or previous.status}; retried as {new.name}"
         state = JobState(ref=new, attempt=previous.attempt + 1, retry_of=old)
         self.jobs[new] = state
         self._by_name.setdefault(new.name, []).append(new)

@@ -23,7 +23,8 @@ SVG drawn here. It holds:
   ``crispEdges``, so rows can be counted in a screenshot. Rows keep a gap between them.
   Up to :data:`LABEL_LIMIT` jobs rows are 16 px with the job name as a label; beyond,
   6 px and then (above 400 jobs) 4 px rows without labels — each row still has a
-  tooltip (``<title>``) with its name, status, outcome and duration;
+  tooltip (``<title>``) with its name, status, outcome, how long it ran (``~``: amlwait's
+  own measure) and, for a job that ended badly, its reason (``UserError: …``);
 - the per-job table of the summary, for every job, in
   :func:`amlwait.result.sort_for_report` order.
 
@@ -52,7 +53,18 @@ from amlwait.devops.summary import (
     outcome_of,
     wait_facts,
 )
-from amlwait.result import WaitResult, run_time, sort_for_report
+from amlwait.result import (
+    TIME_LEGEND,
+    WaitResult,
+    format_run_time,
+    queued_seconds,
+    reason_text,
+    run_time,
+    sort_for_report,
+)
+
+REASON_WIDTH = 500
+BAD_OUTCOMES = frozenset(o.value for o in Outcome if o.is_bad)
 
 QUEUED_STATUSES: frozenset[str] = frozenset(
     s.value
@@ -252,7 +264,9 @@ def _draw_row(
     took = run_time(row.job)
     tooltip = f"{row.job.name} — {row.job.status or 'NotFound'} — {row.outcome.replace('_', ' ')}"
     if took is not None:
-        tooltip += f" — {format_duration(took)}"
+        tooltip += f" — ran {format_run_time(row.job)}"
+    if row.job.reason and row.outcome in BAD_OUTCOMES:
+        tooltip += f" — {reason_text(row.job, REASON_WIDTH)}"
     parts = [f"<g><title>{text(tooltip)}</title>"]
     if geometry.labels:
         parts.append(
@@ -397,26 +411,28 @@ def _legend() -> str:
 
 def _table(jobs: Iterable[JobState], result: WaitResult) -> str:
     several_workspaces = len({job.ref.workspace for job in result.jobs}) > 1
-    header = ["Job", "Status", "Outcome", "Duration", "Reason", "Studio"]
+    header = ["Job", "Status", "Outcome", "Ran", "Queued", "Reason", "Studio"]
     if several_workspaces:
         header.insert(1, "Workspace")
     rows = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in header), "</tr></thead><tbody>"]
     for job in jobs:
         outcome = outcome_of(job)
-        took = run_time(job)
+        queued = queued_seconds(job)
         colour = PALETTE.get(outcome, PALETTE[Outcome.UNFINISHED.value]).marker
         cells = [
             f'<td class="name">{text(job.name)}</td>',
             f"<td>{text(job.status or 'NotFound')}</td>",
             f'<td style="color:{colour}">{text(outcome.replace("_", " "))}</td>',
-            f'<td class="num">{format_duration(took) if took is not None else "-"}</td>',
-            f"<td>{text(job.reason or '')}</td>",
+            f'<td class="num">{text(format_run_time(job))}</td>',
+            f'<td class="num">{format_duration(queued) if queued is not None else "-"}</td>',
+            f"<td>{text(reason_text(job, REASON_WIDTH, one_line=False))}</td>",
             f"<td>{_link(job.link)}</td>",
         ]
         if several_workspaces:
             cells.insert(1, f"<td>{text(job.ref.workspace.workspace)}</td>")
         rows.append(f'<tr class="job {outcome}">{"".join(cells)}</tr>')
     rows.append("</tbody></table>")
+    rows.append(f"<p>Queued = creation to start of the run; Ran: {text(TIME_LEGEND)}.</p>")
     return "".join(rows)
 
 

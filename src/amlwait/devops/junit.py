@@ -17,9 +17,14 @@ Semantics:
   its grace) is a ``<failure>`` whose ``type`` is the last status seen (``NotFound`` when
   never seen); a job still going when the wait ended is an ``<error>``. A Failed attempt
   that ``--retries`` replaced by a newer one is ``<skipped>`` (its message names the retry).
-- A case's ``time`` is :func:`amlwait.result.run_time` in seconds (from the job's creation,
-  or from when the waiter first saw it, to when the waiter saw it end); ``0`` when unknown
-  (never seen, or not ended).
+- A case's ``time`` is :func:`amlwait.result.run_time` in seconds: how long the job ran by
+  Azure ML's start and end times, or — when those could not be read — amlwait's own measure
+  (from the job's creation, or from when the waiter first saw it, to when the waiter saw it
+  end; the failure text says which); ``0`` when unknown (never seen, or not ended).
+- A ``<failure>``'s ``message`` is the job's reason (``UserError: …`` with Azure
+  ML's error code, as written, at most 1,000 characters keeping the end); its text lists status,
+  outcome, the times (ran, queued, total; started and ended in UTC), the full reason and
+  the Studio link.
 - Suites are grouped by workspace and named by the workspace name (``RG/WS``, then the full
   ``SUB/RG/WS``, only when two workspaces of the wait share a name). Jobs keep the order of
   the result.
@@ -43,10 +48,23 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from amlwait.core.duration import format_duration
 from amlwait.core.jobs import WorkspaceRef
 from amlwait.core.status import Outcome
 from amlwait.core.tracker import JobState
-from amlwait.result import WaitResult, run_time
+from amlwait.result import (
+    RAN,
+    WaitResult,
+    format_run_time,
+    queued_seconds,
+    reason_text,
+    run_time,
+    run_time_label,
+    seen_seconds,
+    total_seconds,
+)
+
+MESSAGE_WIDTH = 1000
 
 # Everything outside XML 1.0's Char production.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -130,8 +148,10 @@ def _case(job: JobState, *, classname: str) -> ET.Element:
     if _is_failure(job) or _is_error(job):
         tag = "failure" if _is_failure(job) else "error"
         outcome = job.outcome.value if job.outcome else Outcome.UNFINISHED.value
-        message = job.reason or f"{job.name} ended {status}"
-        body = [f"status: {status}", f"outcome: {outcome}"]
+        message = reason_text(job, MESSAGE_WIDTH, one_line=False) or f"{job.name} ended {status}"
+        body = [f"status: {status}", f"outcome: {outcome}", *_time_lines(job)]
+        if job.error_code:
+            body.append(f"error code: {job.error_code}")
         if job.reason:
             body.append(f"reason: {job.reason}")
         body.append(f"Studio: {job.link}")
@@ -143,6 +163,24 @@ def _case(job: JobState, *, classname: str) -> ET.Element:
     out = ET.SubElement(case, "system-out")
     out.text = xml_text(f"Studio: {job.link}")
     return case
+
+
+def _time_lines(job: JobState) -> list[str]:
+    lines: list[str] = []
+    if run_time(job) is not None:
+        how = (
+            "start to end, as Azure ML recorded them"
+            if run_time_label(job) == RAN
+            else "amlwait's own measure: creation or first read to the read that saw it end"
+        )
+        lines.append(f"ran: {format_run_time(job)} ({how})")
+    for label, seconds in (("queued", queued_seconds(job)), ("total", total_seconds(job))):
+        if seconds is not None and run_time_label(job) == RAN:
+            lines.append(f"{label}: {format_duration(seconds)}")
+    for label, moment in (("started", job.started_at), ("ended", job.ended_at)):
+        if moment is not None:
+            lines.append(f"{label}: {_timestamp(moment)}Z")
+    return lines
 
 
 def _is_failure(job: JobState) -> bool:
@@ -158,12 +196,16 @@ def _span(jobs: Sequence[JobState], result: WaitResult) -> tuple[float, float]:
     starts: list[float] = []
     ends: list[float] = []
     for job in jobs:
-        took = run_time(job)
-        if job.finished_at is not None and took is not None:
-            starts.append(job.finished_at - took)
+        seen = seen_seconds(job)
+        if job.finished_at is not None and seen is not None:
+            starts.append(job.finished_at - seen)
         elif job.first_seen is not None:
             starts.append(job.first_seen)
+        if job.started_at is not None:
+            starts.append(job.started_at)
         ends.append(job.finished_at if job.finished_at is not None else result.ended_at)
+        if job.ended_at is not None:
+            ends.append(job.ended_at)
     start = min(starts, default=result.started_at)
     end = max(ends, default=result.ended_at)
     return start, max(start, end)

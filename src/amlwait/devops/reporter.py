@@ -6,8 +6,9 @@ Active when ``TF_BUILD=True`` (set on every agent) or with ``--azure-devops``:
   list inside a ``##[group]``, and a warning when the deadline lies beyond what a
   Microsoft-hosted agent allows (60 minutes free, 360 paid);
 - ``##vso[task.setprogress]`` with the share of jobs finished, whenever it changes;
-- ``##vso[task.logissue type=error]`` per job that ends badly (status, reason, Studio
-  link) and ``type=warning`` for stalls, NotResponding and Unknown;
+- ``##vso[task.logissue type=error]`` per job that ends badly (:func:`job_issue`: how
+  long it ran, Azure ML's error code and message, Studio link) and ``type=warning`` for
+  stalls, NotResponding and Unknown;
 - at the end, output variables (``isoutput=true``) — ``outcome``, ``total``,
   ``succeeded``, ``failed``, ``canceled``, ``notFound``, ``unfinished``,
   ``failedJobs`` (comma-separated) — and ``##vso[task.uploadsummary]`` of the Markdown
@@ -22,11 +23,12 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from amlwait.core.duration import format_duration
-from amlwait.core.status import Outcome
+from amlwait.core.status import TERMINAL, JobStatus, Outcome
+from amlwait.core.tracker import JobState
 from amlwait.core.wording import count
 from amlwait.devops import vso
 from amlwait.events import JobFinished, JobRetried, Tick, WaitEvent, WaitStarted, Warning_
-from amlwait.result import WaitResult
+from amlwait.result import WaitResult, format_run_time, reason_text
 
 HOSTED_FREE_MINUTES = 60
 HOSTED_PAID_MINUTES = 360
@@ -63,6 +65,20 @@ def output_variables(result: WaitResult) -> dict[str, str]:
     }
 
 
+ISSUE_REASON_WIDTH = 400
+
+
+def job_issue(job: JobState) -> str:
+    """The error line for a job that ended badly: ``NAME failed after 2.3s: UserError: …
+    sensor table … does not exist — STUDIO_LINK`` (``~`` marks amlwait's own measure of
+    the time, see :data:`amlwait.result.TIME_LEGEND`)."""
+    status = job.status or "not found"
+    what = "failed" if status == JobStatus.FAILED.value else f"ended {status}"
+    after = f" after {format_run_time(job)}" if status in TERMINAL else ""
+    reason = reason_text(job, ISSUE_REASON_WIDTH)
+    return f"{job.name} {what}{after}" + (f": {reason}" if reason else "") + f" — {job.link}"
+
+
 class AzureDevOpsReporter:
     """Logging commands for the agent; pair it with the plain line reporter."""
 
@@ -87,14 +103,7 @@ class AzureDevOpsReporter:
                     )
                 )
         elif isinstance(event, JobFinished) and event.outcome.is_bad:
-            job = event.job
-            detail = f" ({job.reason})" if job.reason else ""
-            status = job.status or "not found"
-            self.emit(
-                vso.log_issue(
-                    "error", f"{job.name} ended {status}{detail}: {job.link}", code="amlwait.job"
-                )
-            )
+            self.emit(vso.log_issue("error", job_issue(event.job), code="amlwait.job"))
         elif isinstance(event, JobRetried):
             self.emit(
                 vso.log_issue(

@@ -9,7 +9,9 @@ Layout, top to bottom:
 2. Jobs per outcome (succeeded, failed, canceled, not found, unfinished; zeros left out).
 3. The wait: start, deadline, elapsed time, requests sent, jobs cancelled by amlwait.
 4. One table row per job — job, (workspace, when the wait spans several), final status,
-   outcome, duration (:func:`amlwait.result.run_time`), reason, Studio link — in
+   outcome, ran and queued (:func:`amlwait.result.run_time`,
+   :func:`amlwait.result.queued_seconds`; ``~`` marks amlwait's own measure), reason
+   (``UserError: …``, at most :data:`REASON_WIDTH` characters keeping the end), Studio link — in
    :func:`amlwait.result.sort_for_report` order: jobs that ended badly, then unfinished
    ones, then the slowest first.
 
@@ -34,7 +36,16 @@ from urllib.parse import quote
 from amlwait.core.duration import format_duration
 from amlwait.core.tracker import BatchOutcome, JobState
 from amlwait.core.wording import count
-from amlwait.result import WaitResult, run_time, sort_for_report
+from amlwait.result import (
+    TIME_LEGEND,
+    WaitResult,
+    format_run_time,
+    queued_seconds,
+    reason_text,
+    sort_for_report,
+)
+
+REASON_WIDTH = 500
 
 FULL_TABLE_LIMIT = 500
 KEPT_OTHERS = 200
@@ -148,20 +159,21 @@ def render_summary(result: WaitResult) -> str:
     lines += ["", facts[:1].upper() + facts[1:], ""]
 
     several_workspaces = len({job.ref.workspace for job in result.jobs}) > 1
-    header = ["Job", "Status", "Outcome", "Duration", "Reason", "Studio"]
+    header = ["Job", "Status", "Outcome", "Ran", "Queued", "Reason", "Studio"]
     if several_workspaces:
         header.insert(1, "Workspace")
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     shown, left_out = _rows(result)
     for job in shown:
-        took = run_time(job)
+        queued = queued_seconds(job)
         cells = [
             escape_cell(job.name),
             escape_cell(job.status or "NotFound"),
             escape_cell(outcome_of(job).replace("_", " ")),
-            format_duration(took) if took is not None else "-",
-            escape_cell(job.reason or ""),
+            escape_cell(format_run_time(job)),
+            format_duration(queued) if queued is not None else "-",
+            escape_cell(reason_text(job, REASON_WIDTH, one_line=False)),
             markdown_link("open", job.link),
         ]
         if several_workspaces:
@@ -174,6 +186,7 @@ def render_summary(result: WaitResult) -> str:
             f"ended badly is listed, then the {KEPT_OTHERS} first of the others, unfinished "
             "then slowest).",
         ]
+    lines += ["", escape_cell(f"Queued = creation to start of the run; Ran: {TIME_LEGEND}.")]
     return "\n".join(lines) + "\n"
 
 

@@ -58,6 +58,8 @@ FaultKind = Literal[
     "500",
     "503",
     "401",
+    "403",
+    "404",
     "drop",
     "slow",
     "malformed-json",
@@ -336,6 +338,12 @@ def _error_answer(fault: Fault) -> ASGIApp:
             "The access token expired or is invalid (injected fault).",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if fault.kind == "403":
+        return error_response(
+            403, "AuthorizationFailed", "The client has no permission (injected fault)."
+        )
+    if fault.kind == "404":
+        return error_response(404, "NotFound", "Not found (injected fault).")
     return error_response(
         500, "InternalServerError", "The server had an internal error (injected fault)."
     )

@@ -339,8 +339,10 @@ def test_malformed_answers_from_arm_end_both_kinds_of_wait_as_failed_with_the_re
         # transient); the wait then ends failed at its deadline, saying what it retried.
         assert record.result["reason"].startswith("deadline reached")
         assert "Azure ML could not be read" in record.result["reason"]
-        assert "not ARM's JSON" in record.result["reason"]
     lines = feed(devops)
+    # What was retried is said (the very last attempt may instead meet a connection the
+    # server's keep-alive closed: a ReadError, retried like the rest).
+    assert any("not ARM's JSON" in line for line in lines), lines
     failures = [line for line in lines if "Azure ML could not be read" in line]
     # At most arm_error_limit lines per wait, however often the client retried underneath.
     assert 1 <= len(failures) <= 2 * FAST_SETTINGS.arm_error_limit, lines

@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from amlwait.cli.options import DURATION
+
+if TYPE_CHECKING:
+    from amlwait.azureml.arm import ArmJobSource
+    from amlwait.core.budget import RequestBudget
+    from amlwait.service.watcher import Watcher, WatcherSettings
 
 SERVICE_KEY_ENV = "AMLWAIT_SERVICE_KEY"
 EVENTGRID_KEY_ENV = "AMLWAIT_EVENTGRID_KEY"
@@ -195,58 +200,17 @@ def serve(**options: Any) -> None:
 
 
 async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -> None:
-    import httpx
-    import uvicorn
-
-    from amlwait.azureml.arm import DEFAULT_ENDPOINT, ArmJobSource
-    from amlwait.azureml.credentials import default_token_provider
-    from amlwait.cli.options import polling_from_flags
-    from amlwait.core.retry import RetryPolicy
+    """Run the service until the server stops: store, ARM source, watcher and app."""
     from amlwait.errors import AmlwaitError
-    from amlwait.redact import is_loopback_url
     from amlwait.service.app import create_app
     from amlwait.service.devops_client import DevOpsClient
-    from amlwait.service.secrets import RegisteredToken
     from amlwait.service.store import open_store
-    from amlwait.service.watcher import Watcher, WatcherSettings
+    from amlwait.service.watcher import Watcher
 
-    try:
-        policy, budget = polling_from_flags(options)
-        if options["event_poll_interval"] <= 0:
-            raise ValueError("the event poll interval must be positive")
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
-    lease = float(options["lease"])
-    settings = WatcherSettings(
-        policy=policy,
-        lease_seconds=lease,
-        claim_interval=min(5.0, lease / 3),
-        progress_interval=float(options["progress_interval"]),
-        event_poll_interval=float(options["event_poll_interval"]),
-        outbox_lease_seconds=max(lease, 3 * float(options["callback_timeout"]) + 5),
-        outbox_interval=min(1.0, float(options["retry_initial"])),
-        outbox_retry=RetryPolicy(
-            initial=float(options["retry_initial"]),
-            maximum=300.0,
-            jitter=min(1.0, float(options["retry_initial"]) / 4),
-        ),
-    )
+    settings, budget = _watcher_settings(options)
     try:
         store = open_store(options["store_url"], secret_key=os.environ.get(STORE_SECRET_ENV))
-        endpoint = os.environ.get(ARM_ENDPOINT_ENV) or DEFAULT_ENDPOINT
-        source = ArmJobSource(
-            endpoint=endpoint,
-            api_version=options["api_version"],
-            budget=budget,
-            credential=RegisteredToken(default_token_provider(endpoint)),
-            # An explicit transport: httpx then ignores HTTP(S)_PROXY, so a loopback ARM
-            # (and its token) never goes through a proxy.
-            transport=httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32)
-            )
-            if is_loopback_url(endpoint)
-            else None,
-        )
+        source = _arm_source(options, budget)
     except AmlwaitError as error:
         raise click.ClickException(str(error)) from None
     devops = DevOpsClient(allowed, timeout=float(options["callback_timeout"]))
@@ -259,6 +223,64 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
         watcher=watcher,
     )
     sock = _bind(str(options["host"]), int(options["port"]))
+    try:
+        await _listen(app, watcher, sock)
+    finally:
+        await source.aclose()
+        await devops.aclose()
+        store.close()
+        sock.close()
+
+
+def _watcher_settings(options: dict[str, Any]) -> tuple[WatcherSettings, RequestBudget]:
+    """The watcher's settings and the ARM request budget from the flags; one line if bad."""
+    from amlwait.cli.options import polling_from_flags
+    from amlwait.core.retry import RetryPolicy
+    from amlwait.service.watcher import WatcherSettings
+
+    try:
+        policy, budget = polling_from_flags(options)
+        if options["event_poll_interval"] <= 0:
+            raise ValueError("the event poll interval must be positive")
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    lease = float(options["lease"])
+    retry_initial = float(options["retry_initial"])
+    settings = WatcherSettings(
+        policy=policy,
+        lease_seconds=lease,
+        claim_interval=min(5.0, lease / 3),
+        progress_interval=float(options["progress_interval"]),
+        event_poll_interval=float(options["event_poll_interval"]),
+        outbox_lease_seconds=max(lease, 3 * float(options["callback_timeout"]) + 5),
+        outbox_interval=min(1.0, retry_initial),
+        outbox_retry=RetryPolicy(
+            initial=retry_initial, maximum=300.0, jitter=min(1.0, retry_initial / 4)
+        ),
+    )
+    return settings, budget
+
+
+def _arm_source(options: dict[str, Any], budget: RequestBudget) -> ArmJobSource:
+    """The service's one ARM source; its token is registered with the redactor, and a
+    loopback endpoint is never reached through a proxy (``ArmJobSource`` sees to that)."""
+    from amlwait.azureml.arm import DEFAULT_ENDPOINT, ArmJobSource
+    from amlwait.azureml.credentials import default_token_provider
+    from amlwait.service.secrets import RegisteredToken
+
+    endpoint = os.environ.get(ARM_ENDPOINT_ENV) or DEFAULT_ENDPOINT
+    return ArmJobSource(
+        endpoint=endpoint,
+        api_version=options["api_version"],
+        budget=budget,
+        credential=RegisteredToken(default_token_provider(endpoint)),
+    )
+
+
+async def _listen(app: Any, watcher: Watcher, sock: socket.socket) -> None:
+    """Serve ``app`` on ``sock`` with the watcher running beside it; stop both together."""
+    import uvicorn
+
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(
@@ -276,10 +298,6 @@ async def _serve(options: dict[str, Any], allowed: list[str], key: str | None) -
     finally:
         watcher.stop()
         await watching
-        await source.aclose()
-        await devops.aclose()
-        store.close()
-        sock.close()
 
 
 def asyncio_task(work: Any) -> Any:

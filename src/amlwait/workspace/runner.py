@@ -17,6 +17,11 @@ then SIGKILL after ``KILL_GRACE_SECONDS`` if any process of the group is left; t
 Canceled once the group is gone (or SIGKILL was sent). When a job's command ends, whatever it left
 running in its group is killed, as a container's teardown would.
 
+A pipeline job runs nothing itself: its steps are command jobs like any other (queued,
+admitted under ``max_concurrent``, run, canceled), and each tick its status follows theirs
+(:func:`amlwait.core.pipeline.derive_pipeline_status`); a cancel of the pipeline reaches
+its steps through the same cancel path.
+
 Surviving a restart: the command runs under a tiny ``sh`` wrapper that writes the
 command's exit code to ``EXIT_CODE_FILE`` in the run directory, and the wrapper's pid
 (the process group id) is stored; everything else was decided and done before the start.
@@ -39,7 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amlwait.core.jobs import JobRef
-from amlwait.core.status import JobStatus
+from amlwait.core.pipeline import derive_pipeline_status
+from amlwait.core.status import TERMINAL, JobStatus
+from amlwait.workspace.pipelines import continue_on_step_failure
 from amlwait.workspace.runtime import (
     JobSetupError,
     RunPlan,
@@ -75,6 +82,7 @@ _WRAPPER = (
 )
 
 _ACTIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
+CANCELING = JobStatus.CANCEL_REQUESTED.value
 
 STOPPED_MESSAGE = "The local workspace was stopped while the job ran."
 NO_EXIT_CODE_MESSAGE = (
@@ -152,6 +160,7 @@ class Runner:
         """One round of progress; the thread calls it, tests may too."""
         self._watch()
         self._finalize()
+        self._follow_pipelines()
         self._cancel()
         self._queue()
         self._admit()
@@ -227,6 +236,34 @@ class Runner:
             final = JobStatus.COMPLETED if succeeded else JobStatus.FAILED
             self.store.transition(
                 job.seq, (JobStatus.FINALIZING.value,), final.value, ended_at=job.ended_at
+            )
+
+    def _follow_pipelines(self) -> None:
+        """Each open pipeline's status from its steps (:func:`derive_pipeline_status`); a
+        cancel (the pipeline's, or a failed step without ``continue_on_step_failure``)
+        is passed on to every step that has not ended."""
+        open_statuses = [s.value for s in JobStatus if s.value not in TERMINAL]
+        for pipeline in self.store.pipelines_in(open_statuses):
+            children = self.store.children_of(pipeline.ref)
+            step = derive_pipeline_status(
+                pipeline.status,
+                [child.status for child in children],
+                continue_on_step_failure=continue_on_step_failure(pipeline.properties),
+            )
+            if step.cancel_children:
+                for child in children:
+                    if child.status not in TERMINAL and child.status != CANCELING:
+                        self.store.cancel_job(child.ref)
+            if step.status == pipeline.status:
+                continue
+            started = self.store.now() if pipeline.started_at is None else None
+            self.store.transition(
+                pipeline.seq,
+                (pipeline.status,),
+                step.status,
+                error=step.error,
+                error_code="UserError" if step.error else None,
+                started_at=started,
             )
 
     def _cancel(self) -> None:

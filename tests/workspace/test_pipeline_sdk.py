@@ -1,7 +1,8 @@
 """azure-ai-ml, unmodified, reads and cancels a pipeline job of the local workspace:
 ``jobs.get`` (a PipelineJob with its nodes), ``jobs.list(parent_job_name=…)`` (the steps,
 through run history's ``…/children``), ``jobs.get`` of a step (whose ARM body is null,
-so the SDK reads it from run history, as on Azure), and ``jobs.begin_cancel`` reaching every step."""
+so the SDK reads it from run history, as on Azure), and ``jobs.begin_cancel`` reaching
+every step."""
 
 from __future__ import annotations
 

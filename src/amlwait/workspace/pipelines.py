@@ -73,6 +73,9 @@ _NODE_FIELDS = frozenset(
         "inputs",
         "outputs",
         "properties",
+        "resources",
+        "limits",
+        "description",
         "_source",
     }
 )
@@ -255,8 +258,8 @@ def child_properties(
             **{str(k): str(v) for k, v in (spec.get("environment_variables") or {}).items()},
             **dict(node.get("environment_variables") or {}),
         },
-        "inputs": _child_inputs(node.get("inputs") or {}, where),
-        "outputs": {},
+        "inputs": _child_io(node.get("inputs") or {}, where, "inputs"),
+        "outputs": _child_io(node.get("outputs") or {}, where, "outputs"),
         "componentId": _asset_reference(str(node["componentId"])),
     }
     code = spec.get("code")
@@ -268,21 +271,27 @@ def child_properties(
     return child
 
 
-def _child_inputs(inputs: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _child_io(items: Mapping[str, Any], where: str, bag: str) -> dict[str, Any]:
+    """A node's inputs or outputs as a command job's (``job_input_type`` →
+    ``jobInputType``, ``job_output_type`` → ``jobOutputType``)."""
+    camel, snake = (
+        ("jobInputType", "job_input_type")
+        if bag == "inputs"
+        else ("jobOutputType", "job_output_type")
+    )
     converted: dict[str, Any] = {}
-    for input_name, spec in inputs.items():
+    for item_name, spec in items.items():
         if not isinstance(spec, Mapping):
-            raise _bad(f"{where}.inputs.{input_name} must be an object.")
-        kind = spec.get("jobInputType", spec.get("job_input_type"))
-        value = spec.get("value")
-        if isinstance(value, str) and "${{parent." in value:
-            raise _bad(
-                f"{where}.inputs.{input_name} binds to the pipeline's inputs, which the "
-                "local workspace does not support; give the value itself."
-            )
-        item = {k: v for k, v in spec.items() if k not in ("job_input_type", "jobInputType")}
-        item["jobInputType"] = kind
-        converted[input_name] = item
+            raise _bad(f"{where}.{bag}.{item_name} must be an object.")
+        for value in (spec.get("value"), spec.get("uri")):
+            if isinstance(value, str) and "${{parent." in value:
+                raise _bad(
+                    f"{where}.{bag}.{item_name} binds to the pipeline's {bag}, which the "
+                    "local workspace does not support; give the value itself."
+                )
+        item = {k: v for k, v in spec.items() if k not in (camel, snake)}
+        item[camel] = spec.get(camel, spec.get(snake))
+        converted[item_name] = item
     return converted
 
 

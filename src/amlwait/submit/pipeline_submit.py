@@ -1,0 +1,173 @@
+"""Submitting a :class:`~amlwait.submit.pipeline.PipelinePlan`: idempotent, nothing
+half-done left unreported.
+
+Plain ARM (:class:`PipelineArmSubmitter`), the requests in order:
+
+1. ``GET WS/jobs/NAME``: found and a pipeline job → nothing is sent (``exists``, with
+   its status); found and *not* a pipeline job → :class:`InputError` (exit 2) naming it:
+   the name is taken, choose another ``--pipeline-name``.
+2. Each step's component version: ``GET WS/components/C/versions/1`` (the spec's
+   ``ComponentVersions_Get``); a 404 → ``PUT`` it (``ComponentVersions_CreateOrUpdate``).
+   At most ``concurrency`` at once. A refusal stops here with :class:`PipelineRefused`
+   (exit 1, the service's message, how many components were registered before it) — no
+   pipeline job exists, so running again is safe.
+3. ``PUT WS/jobs/NAME`` with the PipelineJob. A refusal is :class:`PipelineRefused` too.
+
+Components are content-addressed (:mod:`~amlwait.submit.pipeline`), so a second run finds
+them all with one GET each and creates nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from amlwait.core.jobs import JobRef
+from amlwait.core.pipeline import PIPELINE_JOB_TYPE
+from amlwait.errors import EXIT_FAILED, AmlwaitError, InputError, ServiceError
+from amlwait.submit.pipeline import PipelinePlan, PipelineStep
+
+
+class PipelineOutcome(str, enum.Enum):
+    SUBMITTED = "submitted"
+    EXISTS = "exists"
+
+
+@dataclass(frozen=True)
+class PipelineSubmission:
+    name: str
+    outcome: PipelineOutcome
+    status: str
+    components_registered: int = 0
+    components_found: int = 0
+
+
+class PipelineRefused(AmlwaitError):
+    """The service refused a component or the pipeline job (exit 1): the message is its
+    own, and says what was registered before."""
+
+    exit_code = EXIT_FAILED
+
+
+class ArmSender(Protocol):
+    """What submitting needs of :class:`~amlwait.azureml.arm.ArmJobSource`."""
+
+    endpoint: str
+    api_version: str
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        job: str | None = None,
+        ok_statuses: tuple[int, ...] = (200,),
+    ) -> httpx.Response: ...
+
+    async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None: ...
+
+
+def check_is_pipeline(name: str, definition: dict[str, Any]) -> str:
+    """The status of the existing job ``name``; :class:`InputError` when it is not a
+    pipeline job (a name collision with an ordinary job)."""
+    properties = definition.get("properties") or {}
+    job_type = properties.get("jobType")
+    if job_type != PIPELINE_JOB_TYPE:
+        raise InputError(
+            f"--pipeline-name: job {name} already exists and is a {job_type or 'pipeline step'} "
+            "job, not a pipeline job; choose another --pipeline-name"
+        )
+    return str(properties.get("status") or "Unknown")
+
+
+class PipelineArmSubmitter:
+    def __init__(self, source: ArmSender, *, concurrency: int = 8) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self.source = source
+        self._semaphore = asyncio.Semaphore(concurrency)
+
+    async def submit(self, plan: PipelinePlan) -> PipelineSubmission:
+        ref = JobRef(plan.batch.workspace, plan.name)
+        existing = await self.source.get_job_definition(ref)
+        if existing is not None:
+            status = check_is_pipeline(plan.name, existing)
+            return PipelineSubmission(plan.name, PipelineOutcome.EXISTS, status)
+        created: list[str] = []
+        found: list[str] = []
+        unique = {step.component_name: step for step in plan.steps}
+        outcomes = await asyncio.gather(
+            *(self._component(plan, step, created, found) for step in unique.values()),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        if refused:
+            error = refused[0]
+            if not isinstance(error, AmlwaitError):
+                raise error
+            raise PipelineRefused(
+                f"pipeline job {plan.name} was not created: {error} ({len(created)} of "
+                f"{len(unique)} components registered before it; no job was created, run "
+                "again once fixed)"
+            )
+        try:
+            status = await self._put(ref, plan.properties())
+        except ServiceError as error:
+            raise PipelineRefused(
+                f"pipeline job {plan.name} was not created: {error} ({len(created)} "
+                "components registered, which a later run reuses)"
+            ) from None
+        return PipelineSubmission(
+            plan.name, PipelineOutcome.SUBMITTED, status, len(created), len(found)
+        )
+
+    async def _component(
+        self, plan: PipelinePlan, step: PipelineStep, created: list[str], found: list[str]
+    ) -> None:
+        url = self.source.endpoint + plan.component_id(step)
+        params = {"api-version": self.source.api_version}
+        what = f"component {step.component_name} ({step.job.key})"
+        async with self._semaphore:
+            answer = await self.source._send("GET", url, params=params, job=what)
+            if answer.status_code == 200:
+                found.append(step.component_name)
+                return
+            put = await self.source._send(
+                "PUT",
+                url,
+                params=params,
+                json={"properties": dict(step.component)},
+                job=what,
+                ok_statuses=(200, 201),
+            )
+            if put.status_code == 404:
+                raise ServiceError(f"PUT {what} was refused: 404 {_message(put)}", job=what)
+            created.append(step.component_name)
+
+    async def _put(self, ref: JobRef, properties: dict[str, Any]) -> str:
+        response = await self.source._send(
+            "PUT",
+            self.source.endpoint + f"{ref.workspace.arm_path}/jobs/{ref.name}",
+            params={"api-version": self.source.api_version},
+            json={"properties": properties},
+            job=ref.name,
+            ok_statuses=(200, 201),
+        )
+        if response.status_code == 404:
+            raise ServiceError(f"PUT {ref.name} was refused: 404 {_message(response)}")
+        body = response.json()
+        return str((body.get("properties") or {}).get("status") or "Unknown")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error") or {}
+        return str(error.get("message") or response.reason_phrase)
+    except ValueError:
+        return response.reason_phrase

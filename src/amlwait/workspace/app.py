@@ -68,6 +68,7 @@ from amlwait.workspace.errors import ArmError, error_response, format_seconds
 from amlwait.workspace.faults import FaultMiddleware, FaultPlan
 from amlwait.workspace.requestlog import RequestLog, RequestLogMiddleware
 from amlwait.workspace.throttle import Throttle
+from amlwait.workspace.webhooks import parse_patch_body
 from amlwait.workspace.workspaces import KnownWorkspaces
 
 logger = logging.getLogger(__name__)
@@ -221,7 +222,8 @@ class _ArmApi:
             _Route(_route(_WS), {"GET": self.get_workspace}, child=""),
             _Route(_route(_WS + r"/jobs"), {"GET": self.list_jobs}),
             _Route(
-                _route(_WS + r"/jobs/(?P<name>[^/]+)"), {"GET": self.get_job, "PUT": self.put_job}
+                _route(_WS + r"/jobs/(?P<name>[^/]+)"),
+                {"GET": self.get_job, "PUT": self.put_job, "PATCH": self.patch_job},
             ),
             _Route(_route(_WS + r"/jobs/(?P<name>[^/]+)/cancel"), {"POST": self.cancel_job}),
             _Route(_route(_OPERATION), {"GET": self.operation_status}, child=""),
@@ -410,6 +412,17 @@ class _ArmApi:
         return JSONResponse(
             job_document(view, self._job_page(request, ref)), status_code=201 if created else 200
         )
+
+    async def patch_job(self, request: Request, params: Mapping[str, str]) -> Response:
+        """Set Azure DevOps webhooks (:mod:`~.webhooks`); the store's backend only."""
+        ref = _job_ref(params)
+        patch = getattr(self.backend, "patch_webhooks", None)
+        if patch is None:
+            raise ArmError(405, "MethodNotAllowed", "This workspace takes no PATCH of a job.")
+        view = patch(ref, parse_patch_body(await request.body()))
+        if view is None:
+            raise _job_not_found(ref)
+        return JSONResponse(job_document(view, self._job_page(request, ref)))
 
     async def cancel_job(self, request: Request, params: Mapping[str, str]) -> Response:
         ref = _job_ref(params)

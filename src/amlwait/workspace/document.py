@@ -38,6 +38,7 @@ from typing import Any
 
 from amlwait.core.jobs import JobRef, studio_url_for
 from amlwait.workspace.errors import ArmError
+from amlwait.workspace.webhooks import parse_webhooks, without_secrets
 
 JOB_RESOURCE_TYPE = "Microsoft.MachineLearningServices/workspaces/jobs"
 SUPPORTED_JOB_TYPES = frozenset({"Command", "Pipeline"})
@@ -88,7 +89,7 @@ def job_document(view: JobView, studio_url: str | None = None) -> dict[str, Any]
     workspace passes its own log page, which works offline)."""
     if view.parent is not None:
         return _child_document(view)
-    properties: dict[str, Any] = copy.deepcopy(dict(view.properties))
+    properties: dict[str, Any] = copy.deepcopy(without_secrets(view.properties))
     if view.exit_code is not None:
         bag = dict(properties.get("properties") or {})
         bag["exitCode"] = str(view.exit_code)
@@ -167,8 +168,17 @@ def parse_put_body(raw: bytes) -> dict[str, Any]:
     return properties
 
 
-def _check_common(properties: Mapping[str, Any]) -> None:
-    """The checks every job type shares (JobBase's fields)."""
+def _check_common(properties: dict[str, Any]) -> None:
+    """The checks every job type shares (JobBase's fields); normalises the webhooks of
+    ``notificationSetting`` (:mod:`~.webhooks`)."""
+    setting = properties.get("notificationSetting")
+    if setting is not None:
+        if not isinstance(setting, dict):
+            raise _bad("UserError", "properties.notificationSetting must be an object.")
+        if "webhooks" in setting:
+            setting["webhooks"] = parse_webhooks(
+                setting["webhooks"], "properties.notificationSetting.webhooks"
+            )
     services = properties.get("services")
     if services is not None and not (
         isinstance(services, dict) and all(isinstance(v, dict) for v in services.values())

@@ -46,6 +46,7 @@ from pathlib import Path
 from amlwait.core.jobs import JobRef
 from amlwait.core.pipeline import derive_pipeline_status
 from amlwait.core.status import TERMINAL, JobStatus
+from amlwait.workspace import webhooks
 from amlwait.workspace.pipelines import continue_on_step_failure
 from amlwait.workspace.runtime import (
     JobSetupError,
@@ -118,6 +119,7 @@ class Runner:
         self.max_concurrent = max_concurrent
         self.tick_seconds = tick_seconds
         self._processes: dict[int, _Process] = {}
+        self._webhooks = webhooks.WebhookSender()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -136,6 +138,7 @@ class Runner:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self._webhooks.close()
         if not kill_jobs:
             self._processes.clear()
             return
@@ -161,6 +164,7 @@ class Runner:
         self._watch()
         self._finalize()
         self._follow_pipelines()
+        self._notify()
         self._cancel()
         self._queue()
         self._admit()
@@ -264,6 +268,25 @@ class Runner:
                 error=step.error,
                 error_code="UserError" if step.error else None,
                 started_at=started,
+            )
+
+    def _notify(self) -> None:
+        """Send the TaskCompleted of every ended job's Azure DevOps webhook (:mod:`~.webhooks`)."""
+        now = self.store.now()
+        for job, name, webhook, attempts in self.store.pending_webhooks(now):
+            outcome, done = self._webhooks.deliver(webhook, job.status, attempts + 1)
+            if not done:
+                logger.warning(
+                    "the webhook %s of job %s: %s (attempt %d of %d)",
+                    name, job.ref.name, outcome, attempts + 1, webhooks.MAX_ATTEMPTS,
+                )  # fmt: skip
+            self.store.record_webhook(
+                job.seq,
+                name,
+                attempts=attempts + 1,
+                done=done or attempts + 1 >= webhooks.MAX_ATTEMPTS,
+                outcome=outcome,
+                next_at=now + webhooks.RETRY_SECONDS,
             )
 
     def _cancel(self) -> None:

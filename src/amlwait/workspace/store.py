@@ -58,6 +58,7 @@ from amlwait.workspace.runtime import (
     runs_root,
     with_output_uris,
 )
+from amlwait.workspace.webhooks import webhooks_of, with_webhooks
 
 DATABASE_NAME = "workspace.db"
 SCHEMA_VERSION = 3
@@ -98,6 +99,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE (subscription, resource_group, workspace, name)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    job_seq INTEGER NOT NULL REFERENCES jobs (seq),
+    name TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at REAL NOT NULL,
+    done INTEGER NOT NULL,
+    outcome TEXT,
+    PRIMARY KEY (job_seq, name)
+);
 CREATE TABLE IF NOT EXISTS components (
     subscription TEXT NOT NULL,
     resource_group TEXT NOT NULL,
@@ -286,6 +296,72 @@ class JobStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    # -- Azure DevOps webhooks (:mod:`~.webhooks`) ------------------------------------------
+
+    def patch_webhooks(self, ref: JobRef, webhooks: Mapping[str, Any]) -> JobView | None:
+        """Merge ``webhooks`` into the job's; ``None`` for an unknown job."""
+        now = self.now()
+        with self._lock:
+            row = self._select_one(ref)
+            if row is None:
+                return None
+            job = _job(row)
+            properties = with_webhooks(job.properties, webhooks)
+            self._db.execute(
+                "UPDATE jobs SET properties=?, modified_at=? WHERE seq=?",
+                (json.dumps(properties), now, job.seq),
+            )
+            return _job(self._select_one(ref)).view()
+
+    def pending_webhooks(self, now: float) -> list[tuple[StoredJob, str, dict[str, str], int]]:
+        """``(job, webhook name, webhook, attempts so far)`` of every ended job's webhook
+        not yet delivered (nor given up) and due at ``now``."""
+        marks = ",".join("?" * len(TERMINAL))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({marks}) AND "
+                "json_extract(properties, '$.notificationSetting.webhooks') IS NOT NULL "
+                "ORDER BY seq",
+                tuple(TERMINAL),
+            ).fetchall()
+            deliveries = {
+                (seq, name): (attempts, next_at, done)
+                for seq, name, attempts, next_at, done in self._db.execute(
+                    "SELECT job_seq, name, attempts, next_at, done FROM webhook_deliveries"
+                )
+            }
+        pending = []
+        for row in rows:
+            job = _job(row)
+            for name, webhook in webhooks_of(job.properties).items():
+                attempts, next_at, done = deliveries.get((job.seq, name), (0, 0.0, 0))
+                if not done and next_at <= now:
+                    pending.append((job, name, dict(webhook), attempts))
+        return pending
+
+    def record_webhook(
+        self, seq: int, name: str, *, attempts: int, done: bool, outcome: str, next_at: float
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO webhook_deliveries (job_seq, name, attempts, next_at, done, outcome) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (job_seq, name) DO UPDATE SET "
+                "attempts=excluded.attempts, next_at=excluded.next_at, done=excluded.done, "
+                "outcome=excluded.outcome",
+                (seq, name, attempts, next_at, int(done), outcome),
+            )
+
+    def webhook_outcomes(self, ref: JobRef) -> dict[str, str]:
+        """What became of each of the job's webhooks (``delivered``, ``not sent: …``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.name, d.outcome FROM webhook_deliveries d JOIN jobs j "
+                "ON j.seq = d.job_seq WHERE j.subscription=? AND j.resource_group=? "
+                "AND j.workspace=? AND j.name=?",
+                _key(ref),
+            ).fetchall()
+        return {name: outcome for name, outcome in rows}
 
     # -- component versions ----------------------------------------------------------------
 

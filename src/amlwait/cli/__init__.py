@@ -37,6 +37,7 @@ class _CommandLine(click.Group):
         "logs": ("amlwait.workspace.cli", "logs"),
         "matrix": ("amlwait.devops.cli", "matrix"),
         "render": ("amlwait.devops.cli", "render"),
+        "report": ("amlwait.cli.report", "report"),
         "serve": ("amlwait.service.cli", "serve"),
         "submit": ("amlwait.submit.cli", "submit"),
         "workspace": ("amlwait.workspace.cli", "workspace"),

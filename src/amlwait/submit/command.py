@@ -133,7 +133,11 @@ def run_submit(**options: Any) -> int:
 
         if options.get("no_code_upload") and not dry_run:
             refuse_local_code(batch, options["arm_endpoint"])
-        return run_pipeline_submit(batch, template, options, output, sys.stdout)
+        from amlwait.cli.runtime import write_json_atomically
+
+        return run_pipeline_submit(
+            batch, template, options, output, sys.stdout, write_json=write_json_atomically
+        )
     variable: str | None = options.get("matrix_variable")
     # Checks the variable and every leg name before anything is sent.
     planned_lines = _matrix_lines(batch, [job.base_name for job in batch.jobs], variable)

@@ -18,6 +18,7 @@ reused by the next run) · 2 bad input · 130 interrupted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -48,7 +49,10 @@ def run_pipeline_submit(
     options: dict[str, Any],
     output: Path | None,
     out: TextIO,
+    write_json: Callable[[Path, Any], None],
 ) -> int:
+    """Submit (or dry-run) ``batch`` as one pipeline job; the manifest goes to ``output``
+    through ``write_json`` (the command layer's atomic writer)."""
     if options.get("retry_failed"):
         raise InputError(
             "--retry-failed is not available with --as-pipeline yet: it needs the steps' "
@@ -78,7 +82,7 @@ def run_pipeline_submit(
         submission = _submit_arm(plan, options, out)
     _print_steps(plan, out)
     assert output is not None
-    _write_manifest(plan, output)
+    write_json(output, _manifest(plan, output).to_document())
     _say(submission, plan, output, out)
     return EXIT_SUCCEEDED
 
@@ -114,17 +118,14 @@ def _print_steps(plan: PipelinePlan, out: TextIO) -> None:
         )
 
 
-def _write_manifest(plan: PipelinePlan, output: Path) -> None:
-    from amlwait.cli.runtime import write_json_atomically
-
-    manifest = Manifest(
+def _manifest(plan: PipelinePlan, output: Path) -> Manifest:
+    return Manifest(
         jobs=(JobRef(plan.batch.workspace, plan.name),),
         tag=plan.batch.tag,
         source=str(output),
         pipeline=plan.name,
         steps=tuple((step.node, step.job.base_name) for step in plan.steps),
     )
-    write_json_atomically(output, manifest.to_document())
 
 
 def _say(submission: PipelineSubmission, plan: PipelinePlan, output: Path, out: TextIO) -> None:

@@ -17,7 +17,7 @@ from amlwait.core.pipeline import (
 )
 from amlwait.errors import ManifestError
 
-DEFAULTS = ConnectionDefaults("sub", "rg", "ws")
+DEFAULTS = ConnectionDefaults("00000000-0000-0000-0000-000000000001", "rg", "ws")
 
 
 @pytest.mark.parametrize(

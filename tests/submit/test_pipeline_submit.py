@@ -205,3 +205,25 @@ def test_dry_run_prints_the_pipeline_and_sends_nothing(
     assert run.code == 0
     assert f"dry run: pipeline job {NAME} with 3 steps" in run.out
     assert workspace.requests == [] and not project.output.exists()
+
+
+def test_retry_failed_submits_the_next_attempt_with_the_circuits_that_did_not_complete(
+    workspace: LocalWorkspace, project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = run_submit(capsys, *project.args(workspace.endpoint, "--as-pipeline"))
+    assert first.code == 0 and finished(workspace, NAME) == "Failed"
+
+    retried = run_submit(
+        capsys, *project.args(workspace.endpoint, "--as-pipeline", "--retry-failed")
+    )
+    again = run_submit(capsys, *project.args(workspace.endpoint, "--as-pipeline"))
+
+    assert retried.code == 0, retried.err
+    assert f"pipeline job {NAME}_r2 with 1 step" in retried.out
+    assert f"resubmitted (NotStarted) for the circuits {NAME} did not complete" in retried.out
+    steps = workspace.store.children_of(JobRef(WS, f"{NAME}_r2"))
+    assert [s.properties["displayName"] for s in steps] == ["PLANT001_CIRCUIT02_2025_11_01"]
+    assert f"pipeline job {NAME}_r2 with 1 step exists" in again.out
+    manifest = json.loads(project.output.read_text())
+    assert manifest["pipeline"] == f"{NAME}_r2"
+    assert manifest["steps"] == {"plant001_circuit02": "PLANT001_CIRCUIT02_2025_11_01"}

@@ -70,14 +70,17 @@ class PipelinePlan:
     batch: Batch
     steps: tuple[PipelineStep, ...]
 
-    def properties(self, steps: Sequence[PipelineStep] | None = None) -> dict[str, Any]:
-        """The PipelineJob ``properties`` with ``steps`` (default: all of them)."""
+    def properties(
+        self, steps: Sequence[PipelineStep] | None = None, *, name: str | None = None
+    ) -> dict[str, Any]:
+        """The PipelineJob ``properties`` with ``steps`` (default: all of them), displayed
+        as ``name`` (default: the plan's; a re-run is ``NAME_r2``)."""
         chosen = self.steps if steps is None else tuple(steps)
         experiments = {str(s.job.properties.get("experimentName") or "") for s in chosen}
         experiment = experiments.pop() if len(experiments) == 1 else ""
         return {
             "jobType": PIPELINE_JOB_TYPE,
-            "displayName": self.name,
+            "displayName": name or self.name,
             "experimentName": experiment or "Default",
             "tags": {self.batch.tag: str(len(chosen)), "date": self.batch.run_date.isoformat()},
             "jobs": {step.node: dict(step.body) for step in chosen},

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from amlwait.core.jobs import JobRef
 from amlwait.core.manifest import Manifest
+from amlwait.core.wording import count
 from amlwait.errors import EXIT_SUCCEEDED, InputError
 from amlwait.submit.code_upload import register_batch_code
 from amlwait.submit.pipeline import (
@@ -53,10 +54,10 @@ def run_pipeline_submit(
 ) -> int:
     """Submit (or dry-run) ``batch`` as one pipeline job; the manifest goes to ``output``
     through ``write_json`` (the command layer's atomic writer)."""
-    if options.get("retry_failed"):
+    if options.get("retry_failed") and options.get("via") == "azure-ai-ml":
         raise InputError(
-            "--retry-failed is not available with --as-pipeline yet: it needs the steps' "
-            "statuses from run history; submit the failed circuits with --only instead"
+            "--retry-failed with --as-pipeline needs --via arm (it reads the steps' "
+            "statuses from run history)"
         )
     if options.get("matrix_variable"):
         raise InputError(
@@ -67,7 +68,7 @@ def run_pipeline_submit(
     if options["dry_run"]:
         _print_steps(plan, out)
         print(
-            f"dry run: pipeline job {plan.name} with {len(plan.steps)} steps for "
+            f"dry run: pipeline job {plan.name} with {count(len(plan.steps), 'step')} for "
             f"{batch.run_date.isoformat()} in {batch.workspace.workspace} (tag {batch.tag}); "
             "nothing was sent, no manifest written",
             file=out,
@@ -80,11 +81,20 @@ def run_pipeline_submit(
         submission = submit_with_sdk(template, plan)
     else:
         submission = _submit_arm(plan, options, out)
-    _print_steps(plan, out)
+    named = _named_plan(plan, submission)
+    _print_steps(named, out)
     assert output is not None
-    write_json(output, _manifest(plan, output).to_document())
-    _say(submission, plan, output, out)
+    write_json(output, _manifest(named, output).to_document())
+    _say(submission, named, output, out)
     return EXIT_SUCCEEDED
+
+
+def _named_plan(plan: PipelinePlan, submission: PipelineSubmission) -> PipelinePlan:
+    """The plan as the pipeline job the manifest names: its name, and only its steps."""
+    steps = plan.steps
+    if submission.nodes is not None:
+        steps = tuple(step for step in plan.steps if step.node in submission.nodes)
+    return PipelinePlan(submission.name, plan.batch, steps or plan.steps)
 
 
 def _submit_arm(plan: PipelinePlan, options: dict[str, Any], out: TextIO) -> PipelineSubmission:
@@ -103,7 +113,7 @@ def _submit_arm(plan: PipelinePlan, options: dict[str, Any], out: TextIO) -> Pip
                     print(done.describe(), file=out, flush=True)
                 current = plan_pipeline(batch, plan.name)
             submitter = PipelineArmSubmitter(source, concurrency=options["concurrency"])
-            return await submitter.submit(current)
+            return await submitter.submit(current, retry_failed=bool(options.get("retry_failed")))
 
     return asyncio.run(main())
 
@@ -131,13 +141,18 @@ def _manifest(plan: PipelinePlan, output: Path) -> Manifest:
 def _say(submission: PipelineSubmission, plan: PipelinePlan, output: Path, out: TextIO) -> None:
     if submission.outcome.value == "exists":
         what = f"exists ({submission.status}); nothing was submitted"
+    elif submission.outcome.value == "resubmitted":
+        what = (
+            f"resubmitted ({submission.status}) for the circuits {submission.previous} did "
+            f"not complete ({submission.previous_status})"
+        )
     else:
         what = (
             f"submitted ({submission.status}); {submission.components_registered} components "
             f"registered, {submission.components_found} found"
         )
     print(
-        f"pipeline job {plan.name} with {len(plan.steps)} steps {what}; {output} names it "
+        f"pipeline job {plan.name} with {count(len(plan.steps), 'step')} {what}; {output} names it "
         f"(tag {plan.batch.tag})",
         file=out,
         flush=True,

@@ -13,6 +13,11 @@ Plain ARM (:class:`PipelineArmSubmitter`), the requests in order:
    pipeline job exists, so running again is safe.
 3. ``PUT WS/jobs/NAME`` with the PipelineJob. A refusal is :class:`PipelineRefused` too.
 
+Attempts: ``NAME``, ``NAME_r2``, … are read in turn until one is not found; the newest is
+reported (``exists``). With ``retry_failed`` and the newest Failed or Canceled, its steps
+are read from run history and ``NAME_rN+1`` is created with the steps that did not
+complete (``resubmitted``).
+
 Components are content-addressed (:mod:`~amlwait.submit.pipeline`), so a second run finds
 them all with one GET each and creates nothing new.
 """
@@ -20,30 +25,48 @@ them all with one GET each and creates nothing new.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
+from amlwait.core.attempts import attempt_name, split_attempt
 from amlwait.core.jobs import JobRef
 from amlwait.core.pipeline import PIPELINE_JOB_TYPE
+from amlwait.core.status import JobStatus
 from amlwait.errors import EXIT_FAILED, AmlwaitError, InputError, ServiceError
 from amlwait.submit.pipeline import PipelinePlan, PipelineStep
+
+MAX_ATTEMPTS = 99
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED.value, JobStatus.CANCELED.value})
+
+
+def attempt_of(name: str) -> int:
+    return split_attempt(name)[1]
 
 
 class PipelineOutcome(str, enum.Enum):
     SUBMITTED = "submitted"
     EXISTS = "exists"
+    RESUBMITTED = "resubmitted"
 
 
 @dataclass(frozen=True)
 class PipelineSubmission:
+    """``name``: the pipeline job the manifest names (the newest attempt); ``nodes``: its
+    steps, when fewer than the plan's (a re-run, or an earlier re-run found)."""
+
     name: str
     outcome: PipelineOutcome
     status: str
     components_registered: int = 0
     components_found: int = 0
+    nodes: tuple[str, ...] | None = None
+    previous: str | None = None
+    previous_status: str | None = None
 
 
 class PipelineRefused(AmlwaitError):
@@ -93,15 +116,57 @@ class PipelineArmSubmitter:
         self.source = source
         self._semaphore = asyncio.Semaphore(concurrency)
 
-    async def submit(self, plan: PipelinePlan) -> PipelineSubmission:
-        ref = JobRef(plan.batch.workspace, plan.name)
-        existing = await self.source.get_job_definition(ref)
-        if existing is not None:
-            status = check_is_pipeline(plan.name, existing)
-            return PipelineSubmission(plan.name, PipelineOutcome.EXISTS, status)
+    async def submit(self, plan: PipelinePlan, *, retry_failed: bool = False) -> PipelineSubmission:
+        """Create the pipeline job, or report the newest attempt that exists (``NAME``,
+        ``NAME_r2``, …); with ``retry_failed`` and that attempt Failed or Canceled, create
+        the next attempt with only the steps that did not complete (read from run
+        history, :mod:`amlwait.azureml.pipeline_steps`)."""
+        newest: tuple[str, dict[str, Any]] | None = None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            name = attempt_name(plan.name, attempt)
+            found = await self.source.get_job_definition(JobRef(plan.batch.workspace, name))
+            if found is None:
+                break
+            check_is_pipeline(name, found)
+            newest = (name, found)
+        if newest is None:
+            return await self._create(plan, plan.name, plan.steps)
+        name, definition = newest
+        status = check_is_pipeline(name, definition)
+        nodes = tuple((definition.get("properties") or {}).get("jobs") or {})
+        if not (retry_failed and status in RETRYABLE_STATUSES):
+            return PipelineSubmission(name, PipelineOutcome.EXISTS, status, nodes=nodes)
+        if attempt_of(name) >= MAX_ATTEMPTS:
+            raise InputError(f"{name} is attempt {MAX_ATTEMPTS}; no more re-runs")
+        from amlwait.azureml.pipeline_steps import read_steps
+
+        runs = await read_steps(self.source, JobRef(plan.batch.workspace, name))
+        done = {r.node or r.display_name for r in runs if r.status == "Completed"}
+        done |= {r.display_name for r in runs if r.status == "Completed"}
+        again = [
+            step
+            for step in plan.steps
+            if step.node in nodes and step.node not in done and step.job.base_name not in done
+        ]
+        if not again:
+            return PipelineSubmission(name, PipelineOutcome.EXISTS, status, nodes=nodes)
+        next_name = attempt_name(plan.name, attempt_of(name) + 1)
+        created = await self._create(plan, next_name, again)
+        return dataclasses.replace(
+            created,
+            outcome=PipelineOutcome.RESUBMITTED,
+            nodes=tuple(step.node for step in again),
+            previous=name,
+            previous_status=status,
+        )
+
+    async def _create(
+        self, plan: PipelinePlan, name: str, steps: Sequence[PipelineStep]
+    ) -> PipelineSubmission:
+        ref = JobRef(plan.batch.workspace, name)
         created: list[str] = []
         found: list[str] = []
-        unique = {step.component_name: step for step in plan.steps}
+        unique = {step.component_name: step for step in steps}
         outcomes = await asyncio.gather(
             *(self._component(plan, step, created, found) for step in unique.values()),
             return_exceptions=True,
@@ -112,20 +177,18 @@ class PipelineArmSubmitter:
             if not isinstance(error, AmlwaitError):
                 raise error
             raise PipelineRefused(
-                f"pipeline job {plan.name} was not created: {error} ({len(created)} of "
+                f"pipeline job {name} was not created: {error} ({len(created)} of "
                 f"{len(unique)} components registered before it; no job was created, run "
                 "again once fixed)"
             )
         try:
-            status = await self._put(ref, plan.properties())
+            status = await self._put(ref, plan.properties(steps, name=name))
         except ServiceError as error:
             raise PipelineRefused(
-                f"pipeline job {plan.name} was not created: {error} ({len(created)} "
+                f"pipeline job {name} was not created: {error} ({len(created)} "
                 "components registered, which a later run reuses)"
             ) from None
-        return PipelineSubmission(
-            plan.name, PipelineOutcome.SUBMITTED, status, len(created), len(found)
-        )
+        return PipelineSubmission(name, PipelineOutcome.SUBMITTED, status, len(created), len(found))
 
     async def _component(
         self, plan: PipelinePlan, step: PipelineStep, created: list[str], found: list[str]

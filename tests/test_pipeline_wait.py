@@ -125,3 +125,40 @@ def test_report_before_the_pipeline_ends_is_exit_3(
     assert code == 3, out
     result = json.loads((tmp_path / "result.json").read_text())
     assert [job["outcome"] for job in result["jobs"]] == ["unfinished"]
+
+
+def test_steps_are_matched_by_node_or_display_name_and_a_missing_one_is_not_found() -> None:
+    from amlwait.core.jobs import JobRef
+    from amlwait.core.manifest import Manifest
+    from amlwait.core.pipeline import StepRun
+    from amlwait.core.status import Outcome
+    from amlwait.core.tracker import BatchOutcome, JobState
+    from amlwait.pipeline_result import per_step_result
+    from amlwait.result import WaitResult
+
+    parent = JobRef(WS, NAME)
+    manifest = Manifest(
+        jobs=(parent,), tag=None, source="m", pipeline=NAME,
+        steps=(("a", "A_1"), ("b", "B_1"), ("c", "C_1")),
+    )  # fmt: skip
+    waited = WaitResult(
+        outcome=BatchOutcome.FAILED,
+        jobs=[JobState(parent, status="Failed", outcome=Outcome.FAILED)],
+        requests=4, started_at=0.0, ended_at=9.0, deadline=99.0,
+    )  # fmt: skip
+    runs = [
+        StepRun("r1", "whatever", "a", "Failed", "boom", "2026-01-05T00:00:00Z",
+                "2026-01-05T00:00:01Z", "2026-01-05T00:00:05Z"),
+        StepRun("r2", "B_1", None, "Completed", None, None, None, None),
+    ]  # fmt: skip
+
+    result = per_step_result(waited, manifest, runs, requests=3)
+
+    assert [(j.name, j.status, j.outcome) for j in result.jobs] == [
+        ("A_1", "Failed", Outcome.FAILED),
+        ("B_1", "Completed", Outcome.SUCCEEDED),
+        ("C_1", None, Outcome.NOT_FOUND),
+    ]
+    assert result.jobs[0].reason == "boom" and result.jobs[0].finished_at is not None
+    assert "r1" in result.jobs[0].link
+    assert (result.outcome, result.requests) == (BatchOutcome.FAILED, 7)

@@ -19,9 +19,9 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
-from amlwait.azureml.pipeline_steps import StepRun
 from amlwait.core.jobs import JobRef, studio_url_for
 from amlwait.core.manifest import Manifest
+from amlwait.core.pipeline import StepRun
 from amlwait.core.status import TERMINAL, Outcome, outcome_of_terminal
 from amlwait.core.tracker import JobState
 from amlwait.result import WaitResult

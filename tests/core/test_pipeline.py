@@ -17,7 +17,7 @@ from amlwait.core.pipeline import (
 )
 from amlwait.errors import ManifestError
 
-DEFAULTS = ConnectionDefaults("00000000-0000-0000-0000-000000000001", "rg", "ws")
+DEFAULTS = ConnectionDefaults("00000000-0000-0000-0000-000000000001", "rg-1", "ws-1")
 
 
 @pytest.mark.parametrize(

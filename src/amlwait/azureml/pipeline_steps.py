@@ -21,32 +21,19 @@ should take its endpoints from it rather than discover them itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.pipeline import StepRun
 from amlwait.errors import ServiceError
 from amlwait.redact import is_loopback_url
 
 MAX_PAGES = 100
 NODE_ID_PROPERTY = "azureml.nodeid"
-
-
-@dataclass(frozen=True)
-class StepRun:
-    """One step as run history shows it (times are ISO-8601 UTC text, as sent)."""
-
-    run_id: str
-    display_name: str
-    node: str | None
-    status: str
-    reason: str | None
-    created: str | None
-    started: str | None
-    ended: str | None
+__all__ = ["StepRun", "history_base", "read_steps", "step_of"]
 
 
 class ArmSender(Protocol):

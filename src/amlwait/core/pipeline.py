@@ -109,3 +109,18 @@ def derive_pipeline_status(
     if any(s == JobStatus.CANCELED.value for s in statuses):
         return PipelineStep(JobStatus.CANCELED.value, False, CANCELED_MESSAGE)
     return PipelineStep(JobStatus.COMPLETED.value, False)
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """One step of a pipeline job as run history shows it (times are ISO-8601 UTC text, as
+    sent); ``node`` is its ``azureml.nodeid`` property when the service gives one."""
+
+    run_id: str
+    display_name: str
+    node: str | None
+    status: str
+    reason: str | None
+    created: str | None
+    started: str | None
+    ended: str | None

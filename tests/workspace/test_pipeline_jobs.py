@@ -286,7 +286,8 @@ def test_a_data_dir_of_schema_2_is_migrated_and_its_jobs_stay_top_level(tmp_path
         " started_at REAL, ended_at REAL, error_code TEXT,"
         " UNIQUE (subscription, resource_group, workspace, name));"
         "INSERT INTO jobs (subscription, resource_group, workspace, name, properties, status,"
-        " created_at, modified_at) VALUES ('sub-1', 'rg-1', 'ws-1', 'old', '{}', 'Queued',"
+        f" created_at, modified_at) VALUES ('{WORKSPACE.subscription}', 'rg-1', 'ws-1', 'old',"
+        " '{}', 'Queued',"
         " 1.0, 2.0);"
     )
     db.commit()

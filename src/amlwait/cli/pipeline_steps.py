@@ -15,6 +15,7 @@ from amlwait.cli.options import arm_source_from_flags
 from amlwait.cli.runtime import run_with_signals
 from amlwait.core.budget import RequestBudget
 from amlwait.core.manifest import Manifest
+from amlwait.core.source import RunFactsUnavailable
 from amlwait.errors import AmlwaitError
 from amlwait.redact import scrub
 from amlwait.result import WaitResult
@@ -36,12 +37,12 @@ def with_steps(
 
     async def main() -> WaitResult:
         async with source:
-            steps = await read_steps(source, pipeline)
-            return per_step_result(result, manifest, steps, source.requests_sent)
+            steps, data_plane = await read_steps(source, pipeline)
+            return per_step_result(result, manifest, steps, source.requests_sent + data_plane)
 
     try:
         return run_with_signals(main, lambda: None)
-    except AmlwaitError as error:
+    except (AmlwaitError, RunFactsUnavailable) as error:
         print(
             scrub(
                 f"the steps of pipeline job {pipeline.name} could not be read ({error}); "

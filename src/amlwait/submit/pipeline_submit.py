@@ -35,7 +35,8 @@ import httpx
 
 from amlwait.core.attempts import attempt_name, split_attempt
 from amlwait.core.jobs import JobRef
-from amlwait.core.pipeline import PIPELINE_JOB_TYPE
+from amlwait.core.pipeline import PIPELINE_JOB_TYPE, StepRun
+from amlwait.core.source import RunFactsUnavailable
 from amlwait.core.status import JobStatus
 from amlwait.errors import EXIT_FAILED, AmlwaitError, InputError, ServiceError
 from amlwait.submit.pipeline import PipelinePlan, PipelineStep
@@ -138,9 +139,7 @@ class PipelineArmSubmitter:
             return PipelineSubmission(name, PipelineOutcome.EXISTS, status, nodes=nodes)
         if attempt_of(name) >= MAX_ATTEMPTS:
             raise InputError(f"{name} is attempt {MAX_ATTEMPTS}; no more re-runs")
-        from amlwait.azureml.pipeline_steps import read_steps
-
-        runs = await read_steps(self.source, JobRef(plan.batch.workspace, name))
+        runs = await self._steps(JobRef(plan.batch.workspace, name))
         done = {r.node or r.display_name for r in runs if r.status == "Completed"}
         done |= {r.display_name for r in runs if r.status == "Completed"}
         again = [
@@ -159,6 +158,23 @@ class PipelineArmSubmitter:
             previous=name,
             previous_status=status,
         )
+
+    async def _steps(self, pipeline: JobRef) -> list[StepRun]:
+        """The steps of ``pipeline`` from run history; :class:`PipelineRefused` (exit 1)
+        when they cannot be read (nothing is submitted then)."""
+        from amlwait.azureml.arm import ArmJobSource
+        from amlwait.azureml.pipeline_steps import read_steps
+
+        if not isinstance(self.source, ArmJobSource):
+            raise InputError("--retry-failed with --as-pipeline needs the ARM job source")
+        try:
+            steps, _ = await read_steps(self.source, pipeline)
+        except RunFactsUnavailable as error:
+            raise PipelineRefused(
+                f"--retry-failed: the steps of {pipeline.name} could not be read ({error}); "
+                "nothing was submitted"
+            ) from None
+        return steps
 
     async def _create(
         self, plan: PipelinePlan, name: str, steps: Sequence[PipelineStep]

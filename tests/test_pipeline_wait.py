@@ -160,5 +160,6 @@ def test_steps_are_matched_by_node_or_display_name_and_a_missing_one_is_not_foun
         ("C_1", None, Outcome.NOT_FOUND),
     ]
     assert result.jobs[0].reason == "boom" and result.jobs[0].finished_at is not None
+    assert result.jobs[0].ended_at - result.jobs[0].started_at == 4.0  # run history's times
     assert "r1" in result.jobs[0].link
     assert (result.outcome, result.requests) == (BatchOutcome.FAILED, 7)

@@ -6,10 +6,11 @@ Each step of the manifest (``steps``: node name → circuit job name) is matched
 history step by its ``azureml.nodeid`` property, else by its display name (the circuit job
 name ``submit --as-pipeline`` gives it). Its entry: named after the circuit job, the step's
 status and outcome (Completed → succeeded, Failed → failed, Canceled → canceled, anything
-else unfinished), its error message as the reason, its run history times (created,
-started, ended) as first seen / finished / timeline, and its own Studio link (the step's
-run id). A manifest step without a run is ``not_found`` once the pipeline job has ended
-("the pipeline job has no step for it"), else unfinished. Steps run history shows beyond
+else unfinished), its error message and code as the reason, its run history times
+(created, started, ended) as first seen / finished / timeline and as the true run times,
+and its own Studio link (the step's run id). A manifest step without a run is
+``not_found`` once the pipeline job has ended ("the pipeline job has no step for it"), else
+unfinished. Steps run history shows beyond
 the manifest's are added after them. No I/O.
 """
 
@@ -59,6 +60,9 @@ def step_state(name: str, step: StepRun, pipeline: JobRef) -> JobState:
         studio_url=studio_url_for(JobRef(pipeline.workspace, step.run_id)),
         created_at=step.created,
         history=history,
+        error_code=step.error_code if step.status != "Completed" else None,
+        started_at=started,
+        ended_at=ended if terminal else None,
     )
 
 

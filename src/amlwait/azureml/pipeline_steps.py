@@ -46,6 +46,7 @@ def step_of(run: dict[str, Any]) -> StepRun:
         created=run.get("createdUtc") or run.get("createdTimeUtc"),
         started=run.get("startTimeUtc"),
         ended=run.get("endTimeUtc"),
+        error_code=error.get("code") if isinstance(error, dict) else None,
     )
 
 

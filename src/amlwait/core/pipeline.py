@@ -124,3 +124,4 @@ class StepRun:
     created: str | None
     started: str | None
     ended: str | None
+    error_code: str | None = None

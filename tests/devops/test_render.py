@@ -62,7 +62,7 @@ OPTIONS = RenderOptions(
 )
 # agent and webhook-matrix install amlwait: from an Azure Artifacts feed unless a test says
 AGENT_OPTIONS = RenderOptions(**{**OPTIONS.__dict__, "feed": "amlwait"})
-INSTALLING_KINDS = ("agent", "webhook-matrix")
+INSTALLING_KINDS = ("agent", "webhook-matrix", "pipeline")
 
 # The inputs Microsoft documents for each task we use: name -> aliases, and the required
 # ones (InvokeRESTAPI@1's connection input depends on connectionType; checked below).
@@ -522,7 +522,9 @@ def test_any_string_survives_the_yaml_writer(text: str) -> None:
 # ----------------------------------------------------------------------------- the pipeline
 
 
-@pytest.mark.parametrize("mode", ["agent", "matrix", "template", "webhook-matrix", "service"])
+@pytest.mark.parametrize(
+    "mode", ["agent", "matrix", "template", "webhook-matrix", "service", "pipeline"]
+)
 def test_build_pipeline_is_valid_for_every_wait_mode(mode: str) -> None:
     document = load(PIPELINE.read_text(encoding="utf-8"))
     declared = {p["name"]: p for p in document["parameters"]}
@@ -748,10 +750,10 @@ def test_the_repository_pipeline_installs_this_version_from_its_feed_only() -> N
     text = PIPELINE.read_text(encoding="utf-8")
     variables = yaml.safe_load(text)["variables"]
     installs = re.findall(r"-m pip install --quiet (\S+)$", text, re.MULTILINE)
-    assert installs == ['"amlwait==$(amlwaitVersion)"'] * 3
+    assert installs == ['"amlwait==$(amlwaitVersion)"'] * 4  # training, agent, gen, report
     assert variables["amlwaitVersion"] == amlwait.__version__
     parse_install(f"amlwait=={variables['amlwaitVersion']}", feed=variables["amlwaitFeed"])
-    assert text.count("task: PipAuthenticate@1") == 3
+    assert text.count("task: PipAuthenticate@1") == 4
 
 
 def test_counts_agree_with_their_nouns(tmp_path: Path) -> None:

@@ -175,7 +175,7 @@ def test_put_with_bad_body_names_the_field(local_client: httpx.Client) -> None:
         ),
         "no properties": local_client.put(url, params=params, json={"tags": {}}),
         "jobType": local_client.put(
-            url, params=params, json={"properties": {"jobType": "Pipeline", "command": "x"}}
+            url, params=params, json={"properties": {"jobType": "Sweep", "command": "x"}}
         ),
         "command": local_client.put(
             url, params=params, json={"properties": {"jobType": "Command"}}

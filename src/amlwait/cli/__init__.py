@@ -37,6 +37,7 @@ class _CommandLine(click.Group):
         "logs": ("amlwait.workspace.cli", "logs"),
         "matrix": ("amlwait.devops.cli", "matrix"),
         "render": ("amlwait.devops.cli", "render"),
+        "report": ("amlwait.cli.report", "report"),
         "serve": ("amlwait.service.cli", "serve"),
         "submit": ("amlwait.submit.cli", "submit"),
         "workspace": ("amlwait.workspace.cli", "workspace"),
@@ -203,11 +204,16 @@ def cancel(manifest: str, **options: Any) -> int:
     show_default=True,
     help="Pass --retries to the wait (a failing circuit then fails again: its table is missing).",
 )
-def demo(fail: tuple[str, ...], output: str, retries: int) -> int:
+@click.option(
+    "--as-pipeline",
+    is_flag=True,
+    help="Submit the circuits as ONE pipeline job (one step each) and wait for it.",
+)
+def demo(fail: tuple[str, ...], output: str, retries: int, as_pipeline: bool) -> int:
     """Run the pipeline offline: a local workspace, amlwait submit of examples/, amlwait wait."""
     from amlwait.cli.demo import run_demo
 
-    code: int = run_demo(fail=fail, output=output, retries=retries)
+    code: int = run_demo(fail=fail, output=output, retries=retries, as_pipeline=as_pipeline)
     return code
 
 

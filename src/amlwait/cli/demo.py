@@ -9,6 +9,10 @@
    against Azure (LIST by batch tag), with live progress, then the JUnit, Markdown and
    HTML reports and the JSON result in the output folder.
 
+``--as-pipeline`` submits the circuits as ONE pipeline job (``submit --as-pipeline``, one
+step per circuit, ``continue_on_step_failure``) and waits for it: the pipeline job decides
+the exit code, its steps are the per-circuit reports.
+
 ``--fail PLANT/CIRCUIT`` points that circuit at a sensor table that does not exist, so its
 training fails and the failure path shows (``--fail N`` fails the first N circuits).
 """
@@ -111,7 +115,29 @@ def _show_failed_logs(workspace: Any, result_path: Path) -> None:
             print(f"   {line}")
 
 
-def run_demo(*, fail: Sequence[str], output: str, retries: int = 0) -> int:
+def _show_failed_step_logs(workspace: Any, manifest_path: Path) -> None:
+    """The end of each failed step's log (a pipeline's steps are named by run id)."""
+    import json
+
+    from amlwait.core.jobs import JobRef, WorkspaceRef
+
+    where = WorkspaceRef(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, DEMO_WORKSPACE)
+    pipeline = json.loads(manifest_path.read_text(encoding="utf-8"))["pipeline"]
+    for step in workspace.store.children_of(JobRef(where, pipeline)):
+        if step.status != "Failed":
+            continue
+        log = workspace.log_path(step.ref)
+        lines = (
+            log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+        )
+        print(f"== amlwait logs {step.ref.name} ({step.properties.get('displayName')}, last lines)")
+        for line in lines[-4:]:
+            print(f"   {line}")
+
+
+def run_demo(
+    *, fail: Sequence[str], output: str, retries: int = 0, as_pipeline: bool = False
+) -> int:
     from amlwait.cli.wait import run_wait
     from amlwait.submit.command import run_submit
     from amlwait.workspace import LocalWorkspace
@@ -130,7 +156,8 @@ def run_demo(*, fail: Sequence[str], output: str, retries: int = 0) -> int:
             print(f"== local workspace at {workspace.endpoint} (2 jobs at a time)", flush=True)
             if failing:
                 print(f"== {', '.join(failing)} will fail: its sensor table is missing")
-            print("== training stage: amlwait submit", flush=True)
+            what = "amlwait submit --as-pipeline" if as_pipeline else "amlwait submit"
+            print(f"== training stage: {what}", flush=True)
             manifest = out_dir / "training_jobs.json"
             code = run_submit(
                 circuits=str(work / "circuits.yaml"),
@@ -148,13 +175,19 @@ def run_demo(*, fail: Sequence[str], output: str, retries: int = 0) -> int:
                 workspace_name=DEMO_WORKSPACE,
                 arm_endpoint=workspace.endpoint,
                 api_version="2025-12-01",
+                as_pipeline=as_pipeline,
+                pipeline_name=None,
+                via="arm",
             )
             if code != 0:
                 return code
             print("== waiting stage: amlwait wait", flush=True)
             options = _wait_options(out_dir, retries)
             code = run_wait(str(manifest), arm_endpoint=workspace.endpoint, **options)
-            _show_failed_logs(workspace, out_dir / "result.json")
+            if as_pipeline:
+                _show_failed_step_logs(workspace, manifest)
+            else:
+                _show_failed_logs(workspace, out_dir / "result.json")
             print(
                 f"== reports in {out_dir}: training_jobs.json, result.json, junit.xml, "
                 "summary.md, report.html",

@@ -246,6 +246,10 @@ def run_wait(manifest_path: str, **options: Any) -> int:
         _pipeline_summary(paths)
     on_retry = _manifest_updater(manifest, update_path)
     result = _run_waiter(manifest, options, wait_options, budget, audience, on_retry, paths)
+    if manifest.pipeline is not None:  # the pipeline job decided; its steps are reported
+        from amlwait.cli.pipeline_steps import with_steps
+
+        result = with_steps(result, manifest, options, budget, audience.trouble)
     audience.finish(result, paths)
     _say_how_it_ended(result)
     return EXIT_CODES[result.outcome]

@@ -7,6 +7,16 @@ Accepted forms::
                "subscription": "..."}, ...],
      "tag": "amlwait-batch-1234"}
 
+    {"jobs": ["TRAINING_2025_11_01"], "pipeline": "TRAINING_2025_11_01",
+     "steps": {"plant001_circuit01": "PLANT001_CIRCUIT01_2025_11_01", ...},
+     "tag": "amlwait-batch-1234"}
+
+The third form names a **pipeline job** (``submit --as-pipeline``): ``jobs`` lists the
+pipeline job alone (so a reader that knows nothing of pipelines still waits on the right
+job), ``pipeline`` repeats its name, and ``steps`` maps each step's node name to its
+circuit's job name (the step's display name), for the per-circuit report. ``pipeline``
+must be the one job ``jobs`` lists; ``steps`` needs ``pipeline``.
+
 Entries may mix both forms; an object's missing connection fields fall back to the
 defaults given on the command line. ``tag`` names a tag *key* every listed job carries,
 so the waiter can read the batch with paged LIST calls. Duplicate jobs, invalid names,
@@ -48,6 +58,8 @@ class ManifestDocument(BaseModel):
 
     jobs: list[str | ManifestEntry]
     tag: str | None = None
+    pipeline: str | None = None
+    steps: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,10 @@ class Manifest:
     jobs: tuple[JobRef, ...]
     tag: str | None
     source: str
+    pipeline: str | None = None
+    """The pipeline job's name when the manifest names one (then ``jobs`` is that job)."""
+    steps: tuple[tuple[str, str], ...] = ()
+    """``(node name, circuit job name)`` of each step of the pipeline, in order."""
 
     @property
     def workspaces(self) -> list[WorkspaceRef]:
@@ -86,6 +102,9 @@ class Manifest:
                     }
                 )
         document: dict[str, object] = {"jobs": jobs}
+        if self.pipeline is not None:
+            document["pipeline"] = self.pipeline
+            document["steps"] = dict(self.steps)
         if self.tag is not None:
             document["tag"] = self.tag
         return document
@@ -109,7 +128,11 @@ def _describe(error: ValidationError, source: str, *, entry: bool = False) -> st
     where = _where(first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        allowed = "name, workspace, resource_group, subscription" if entry else "jobs, tag"
+        allowed = (
+            "name, workspace, resource_group, subscription"
+            if entry
+            else "jobs, tag, pipeline, steps"
+        )
         return f"{source}: unknown field {where!s}; allowed fields are {allowed}"
     if kind == "missing":
         return f"{source}: {where} is missing"
@@ -205,4 +228,17 @@ def _resolve(
             )
         seen[ref] = index
         refs.append(ref)
-    return Manifest(jobs=tuple(refs), tag=document.tag, source=source)
+    if document.pipeline is None and document.steps is not None:
+        raise ManifestError(f"{source}: steps needs pipeline (the pipeline job's name)")
+    if document.pipeline is not None and [r.name for r in refs] != [document.pipeline]:
+        raise ManifestError(
+            f"{source}: pipeline {document.pipeline!r} must be the one job jobs lists, "
+            f"not {[r.name for r in refs]}"
+        )
+    return Manifest(
+        jobs=tuple(refs),
+        tag=document.tag,
+        source=source,
+        pipeline=document.pipeline,
+        steps=tuple((document.steps or {}).items()),
+    )

@@ -145,7 +145,13 @@ def _emit(kind: str, files: list[RenderedFile], output: str | None) -> None:
     default="Training.Submit.meta",
     show_default=True,
     metavar="STAGE.JOB.STEP",
-    help="service: the step that set the output variables batchTag and jobCount.",
+    help="service, pipeline: the step that set the output variables batchTag and jobCount "
+    "(pipeline: pipelineJob).",
+)
+@click.option(
+    "--no-report",
+    is_flag=True,
+    help="pipeline: leave out the agent job running `amlwait report` after the wait.",
 )
 @click.option(
     "--output",
@@ -171,10 +177,11 @@ def render(
     index_url: str | None,
     legacy_spec: str | None,
     training_outputs: str,
+    no_report: bool,
     output: str | None,
 ) -> int:
     """Print pipeline YAML that waits for Azure ML jobs; KIND is one of
-    matrix · template · agent · webhook-matrix · service.
+    matrix · template · agent · webhook-matrix · service · pipeline.
 
     \b
     matrix          AzureMLJobWaitTask@1 legs of a server-job matrix (static list)
@@ -182,6 +189,7 @@ def render(
     agent           amlwait wait on an agent, with test results and reports
     webhook-matrix  agentless, list read at run time (experimental)
     service         one server job calling the amlwait waiting service
+    pipeline        AzureMLJobWaitTask@1 on the pipeline job of submit --as-pipeline
 
     template prints two YAML documents, each after a `# file:` line; with --output DIR
     it writes DIR/templates/wait-for-jobs.yml and DIR/wait-for-training.yml.
@@ -206,6 +214,7 @@ def render(
         feed=feed,
         index_url=index_url,
         training_outputs=training_outputs,
+        report=not no_report,
     )
     # Said before the job list is read: a list the route refuses is not parsed at all.
     route.check_connection(options)

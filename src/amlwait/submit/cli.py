@@ -75,6 +75,20 @@ from amlwait.cli.options import connection_options
     help="Send a local code folder as a file:// URI instead of uploading it as a code asset "
     "(only the local workspace on this machine reads it; refused for other endpoints).",
 )
+@click.option(
+    "--as-pipeline",
+    is_flag=True,
+    help="Submit the batch as ONE Azure ML pipeline job, one step per circuit "
+    "(continue_on_step_failure), for `amlwait render pipeline`.",
+)
+@click.option(
+    "--pipeline-name",
+    default="TRAINING_{date:%Y_%m_%d}",  # pipeline.DEFAULT_PIPELINE_PATTERN
+    show_default=True,
+    metavar="PATTERN",
+    help="With --as-pipeline: the pipeline job's name, upper-cased; an existing pipeline "
+    "job of that name is reported, not resubmitted.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the jobs that would be created; send nothing.")
 @click.option(
     "--matrix-variable",

@@ -128,6 +128,16 @@ def run_submit(**options: Any) -> int:
         only=options.get("only") or (),
         name_pattern=options.get("name_pattern") or DEFAULT_NAME_PATTERN,
     )
+    if options.get("as_pipeline"):
+        from amlwait.submit.pipeline_command import run_pipeline_submit
+
+        if options.get("no_code_upload") and not dry_run:
+            refuse_local_code(batch, options["arm_endpoint"])
+        from amlwait.cli.runtime import write_json_atomically
+
+        return run_pipeline_submit(
+            batch, template, options, output, sys.stdout, write_json=write_json_atomically
+        )
     variable: str | None = options.get("matrix_variable")
     # Checks the variable and every leg name before anything is sent.
     planned_lines = _matrix_lines(batch, [job.base_name for job in batch.jobs], variable)

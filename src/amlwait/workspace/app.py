@@ -14,6 +14,8 @@ ARM (``api-version`` required, one of :data:`SUPPORTED_API_VERSIONS`):
   ``GET``/``PUT WS/jobs/{name}``, ``POST WS/jobs/{name}/cancel``,
 - ``GET /subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/local/
   mfeOperationResults/{id}``: the cancel operation, 202 until the job is terminal, then 200.
+- ``GET``/``PUT WS/components/{name}/versions/{version}`` (:mod:`~.components`; the local
+  workspace's store only);
 - ``GET WS/jobs/{name}/amlwaitLogs``: **local only, not ARM** (served when the app is given
   ``logs``, as :class:`~.local.LocalWorkspace` does): the job's ``user_logs/std_log.txt``
   as ``text/plain; charset=utf-8`` (empty until the job writes), or the ARM 404 of an
@@ -23,7 +25,7 @@ ARM (``api-version`` required, one of :data:`SUPPORTED_API_VERSIONS`):
   token it is readable with no ``Authorization`` header, as a browser sends none.
 
 Data plane (no ``api-version``; see :mod:`~.tracking`): ``GET /discovery`` (no token
-needed, as Azure's), run history ``GET /history/v1.0{WS}/runs/{id}[/details]``, and the
+needed, as Azure's), run history ``GET /history/v1.0{WS}/runs/{id}[/details|/children]``, and the
 MLflow tracking subset under ``/mlflow/v1.0{WS}/api/2.0/mlflow/``.
 
 Each request goes, in order, through: the request log (``x-ms-request-id``), injected
@@ -60,11 +62,13 @@ from amlwait.redact import is_loopback_host
 from amlwait.workspace import tracking
 from amlwait.workspace.assets import code_assets_of
 from amlwait.workspace.backend import Backend, CancelOutcome, ListQuery, ListView
+from amlwait.workspace.components import component_routes
 from amlwait.workspace.document import job_document, parse_put_body
 from amlwait.workspace.errors import ArmError, error_response, format_seconds
 from amlwait.workspace.faults import FaultMiddleware, FaultPlan
 from amlwait.workspace.requestlog import RequestLog, RequestLogMiddleware
 from amlwait.workspace.throttle import Throttle
+from amlwait.workspace.webhooks import parse_patch_body
 from amlwait.workspace.workspaces import KnownWorkspaces
 
 logger = logging.getLogger(__name__)
@@ -151,6 +155,10 @@ def create_app(
 ) -> ASGIApp:
     """The whole ASGI app: request log, then faults, then the API over ``backend``."""
     api = _ArmApi(backend, settings, throttle, logs)
+    components = component_routes(backend)  # the local workspace's component versions
+    api.routes.extend(
+        _Route(_route(_WS + path), handlers, child="components") for path, handlers in components
+    )
     assets = code_assets_of(backend)  # the local workspace's code assets (see .assets)
     served: ASGIApp = api
     if assets is not None:
@@ -214,7 +222,8 @@ class _ArmApi:
             _Route(_route(_WS), {"GET": self.get_workspace}, child=""),
             _Route(_route(_WS + r"/jobs"), {"GET": self.list_jobs}),
             _Route(
-                _route(_WS + r"/jobs/(?P<name>[^/]+)"), {"GET": self.get_job, "PUT": self.put_job}
+                _route(_WS + r"/jobs/(?P<name>[^/]+)"),
+                {"GET": self.get_job, "PUT": self.put_job, "PATCH": self.patch_job},
             ),
             _Route(_route(_WS + r"/jobs/(?P<name>[^/]+)/cancel"), {"POST": self.cancel_job}),
             _Route(_route(_OPERATION), {"GET": self.operation_status}, child=""),
@@ -222,6 +231,12 @@ class _ArmApi:
             _Route(
                 _route(_HISTORY + r"/runs/(?P<name>[^/]+)"),
                 {"GET": runs.history_run},
+                kind="history",
+                child="runs",
+            ),
+            _Route(
+                _route(_HISTORY + r"/runs/(?P<name>[^/]+)/children"),
+                {"GET": runs.history_children},
                 kind="history",
                 child="runs",
             ),
@@ -397,6 +412,17 @@ class _ArmApi:
         return JSONResponse(
             job_document(view, self._job_page(request, ref)), status_code=201 if created else 200
         )
+
+    async def patch_job(self, request: Request, params: Mapping[str, str]) -> Response:
+        """Set Azure DevOps webhooks (:mod:`~.webhooks`); the store's backend only."""
+        ref = _job_ref(params)
+        patch = getattr(self.backend, "patch_webhooks", None)
+        if patch is None:
+            raise ArmError(405, "MethodNotAllowed", "This workspace takes no PATCH of a job.")
+        view = patch(ref, parse_patch_body(await request.body()))
+        if view is None:
+            raise _job_not_found(ref)
+        return JSONResponse(job_document(view, self._job_page(request, ref)))
 
     async def cancel_job(self, request: Request, params: Mapping[str, str]) -> Response:
         ref = _job_ref(params)

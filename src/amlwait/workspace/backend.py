@@ -40,6 +40,8 @@ class ListQuery:
     view: ListView = ListView.ACTIVE_ONLY
     skip_token: str | None = None
     page_size: int = 100
+    include_children: bool = False
+    """Whether pipeline steps are listed too (ARM's list leaves them out)."""
 
     def shows(self, job: JobView) -> bool:
         return self.view.shows(job.is_archived) and (self.tag is None or self.tag in job.tags)

@@ -38,9 +38,10 @@ from typing import Any
 
 from amlwait.core.jobs import JobRef, studio_url_for
 from amlwait.workspace.errors import ArmError
+from amlwait.workspace.webhooks import parse_webhooks, without_secrets
 
 JOB_RESOURCE_TYPE = "Microsoft.MachineLearningServices/workspaces/jobs"
-SUPPORTED_JOB_TYPES = frozenset({"Command"})
+SUPPORTED_JOB_TYPES = frozenset({"Command", "Pipeline"})
 MUTABLE_FIELDS = ("tags", "displayName", "description", "properties", "isArchived")
 CREATED_BY = "amlwait local workspace"
 
@@ -63,6 +64,9 @@ class JobView:
     """When the job's command started (epoch seconds); ``None`` before it ran."""
     ended_at: float | None = None
     """When the job reached a terminal status (epoch seconds); ``None`` before."""
+    parent: str | None = None
+    """The pipeline job this job is a step of (its run id), ``None`` for a top-level job.
+    ARM answers such a child with ``"properties": null``, as Azure ML does."""
 
     @property
     def is_archived(self) -> bool:
@@ -83,7 +87,9 @@ def iso8601(timestamp: float) -> str:
 def job_document(view: JobView, studio_url: str | None = None) -> dict[str, Any]:
     """ARM's answer for one job; ``studio_url`` replaces the ml.azure.com link (a local
     workspace passes its own log page, which works offline)."""
-    properties: dict[str, Any] = copy.deepcopy(dict(view.properties))
+    if view.parent is not None:
+        return _child_document(view)
+    properties: dict[str, Any] = copy.deepcopy(without_secrets(view.properties))
     if view.exit_code is not None:
         bag = dict(properties.get("properties") or {})
         bag["exitCode"] = str(view.exit_code)
@@ -100,11 +106,17 @@ def job_document(view: JobView, studio_url: str | None = None) -> dict[str, Any]
         "status": view.status,
     }
     properties["services"] = services
+    return {**_child_document(view), "properties": properties}
+
+
+def _child_document(view: JobView) -> dict[str, Any]:
+    """A pipeline step as ARM answers it: ``properties`` null (its status and details are
+    in run history), as azure-ai-ml's ``_is_pipeline_child_job`` expects."""
     return {
         "id": f"{view.ref.workspace.arm_path}/jobs/{view.ref.name}",
         "name": view.ref.name,
         "type": JOB_RESOURCE_TYPE,
-        "properties": properties,
+        "properties": None,
         "systemData": {
             "createdAt": iso8601(view.created_at),
             "createdBy": CREATED_BY,
@@ -132,8 +144,15 @@ def parse_put_body(raw: bytes) -> dict[str, Any]:
         raise _bad(
             "UserError",
             f"properties.jobType {job_type!r} is not supported by the local workspace; "
-            "use 'Command'.",
+            "use 'Command' or 'Pipeline'.",
         )
+    if job_type == "Pipeline":
+        # imported here: pipelines renders its documents with this module's helpers
+        from amlwait.workspace.pipelines import check_pipeline_properties
+
+        check_pipeline_properties(properties)
+        _check_common(properties)
+        return properties
     command = properties.get("command")
     if not isinstance(command, str) or not _ARM_TEXT.search(command):
         raise _bad("UserError", "properties.command is required for a Command job.")
@@ -145,6 +164,21 @@ def parse_put_body(raw: bytes) -> dict[str, Any]:
             "id or an azureml: reference, e.g. 'azureml:my-env@latest' (the local workspace "
             "runs the command with this machine's tools, but Azure ML requires it).",
         )
+    _check_common(properties)
+    return properties
+
+
+def _check_common(properties: dict[str, Any]) -> None:
+    """The checks every job type shares (JobBase's fields); normalises the webhooks of
+    ``notificationSetting`` (:mod:`~.webhooks`)."""
+    setting = properties.get("notificationSetting")
+    if setting is not None:
+        if not isinstance(setting, dict):
+            raise _bad("UserError", "properties.notificationSetting must be an object.")
+        if "webhooks" in setting:
+            setting["webhooks"] = parse_webhooks(
+                setting["webhooks"], "properties.notificationSetting.webhooks"
+            )
     services = properties.get("services")
     if services is not None and not (
         isinstance(services, dict) and all(isinstance(v, dict) for v in services.values())
@@ -163,7 +197,6 @@ def parse_put_body(raw: bytes) -> dict[str, Any]:
     archived = properties.get("isArchived")
     if archived is not None and not isinstance(archived, bool):
         raise _bad("UserError", "properties.isArchived must be true or false.")
-    return properties
 
 
 def new_job_properties(name: str, requested: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,7 +211,10 @@ def new_job_properties(name: str, requested: Mapping[str, Any]) -> dict[str, Any
         }
     properties["experimentName"] = properties.get("experimentName") or "Default"
     properties["displayName"] = properties.get("displayName") or name
-    for bag in ("tags", "properties", "inputs", "outputs", "environmentVariables"):
+    bags = ["tags", "properties", "inputs", "outputs"]
+    if properties.get("jobType") != "Pipeline":  # a PipelineJob has no environmentVariables
+        bags.append("environmentVariables")
+    for bag in bags:
         if properties.get(bag) is None:
             properties[bag] = {}
     properties.setdefault("isArchived", False)

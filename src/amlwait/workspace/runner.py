@@ -17,6 +17,11 @@ then SIGKILL after ``KILL_GRACE_SECONDS`` if any process of the group is left; t
 Canceled once the group is gone (or SIGKILL was sent). When a job's command ends, whatever it left
 running in its group is killed, as a container's teardown would.
 
+A pipeline job runs nothing itself: its steps are command jobs like any other (queued,
+admitted under ``max_concurrent``, run, canceled), and each tick its status follows theirs
+(:func:`amlwait.core.pipeline.derive_pipeline_status`); a cancel of the pipeline reaches
+its steps through the same cancel path.
+
 Surviving a restart: the command runs under a tiny ``sh`` wrapper that writes the
 command's exit code to ``EXIT_CODE_FILE`` in the run directory, and the wrapper's pid
 (the process group id) is stored; everything else was decided and done before the start.
@@ -39,7 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amlwait.core.jobs import JobRef
-from amlwait.core.status import JobStatus
+from amlwait.core.pipeline import derive_pipeline_status
+from amlwait.core.status import TERMINAL, JobStatus
+from amlwait.workspace import webhooks
+from amlwait.workspace.pipelines import continue_on_step_failure
 from amlwait.workspace.runtime import (
     JobSetupError,
     RunPlan,
@@ -75,6 +83,7 @@ _WRAPPER = (
 )
 
 _ACTIVE = (JobStatus.STARTING.value, JobStatus.RUNNING.value)
+CANCELING = JobStatus.CANCEL_REQUESTED.value
 
 STOPPED_MESSAGE = "The local workspace was stopped while the job ran."
 NO_EXIT_CODE_MESSAGE = (
@@ -110,6 +119,7 @@ class Runner:
         self.max_concurrent = max_concurrent
         self.tick_seconds = tick_seconds
         self._processes: dict[int, _Process] = {}
+        self._webhooks = webhooks.WebhookSender()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -128,6 +138,7 @@ class Runner:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self._webhooks.close()
         if not kill_jobs:
             self._processes.clear()
             return
@@ -152,6 +163,8 @@ class Runner:
         """One round of progress; the thread calls it, tests may too."""
         self._watch()
         self._finalize()
+        self._follow_pipelines()
+        self._notify()
         self._cancel()
         self._queue()
         self._admit()
@@ -227,6 +240,53 @@ class Runner:
             final = JobStatus.COMPLETED if succeeded else JobStatus.FAILED
             self.store.transition(
                 job.seq, (JobStatus.FINALIZING.value,), final.value, ended_at=job.ended_at
+            )
+
+    def _follow_pipelines(self) -> None:
+        """Each open pipeline's status from its steps (:func:`derive_pipeline_status`); a
+        cancel (the pipeline's, or a failed step without ``continue_on_step_failure``)
+        is passed on to every step that has not ended."""
+        open_statuses = [s.value for s in JobStatus if s.value not in TERMINAL]
+        for pipeline in self.store.pipelines_in(open_statuses):
+            children = self.store.children_of(pipeline.ref)
+            step = derive_pipeline_status(
+                pipeline.status,
+                [child.status for child in children],
+                continue_on_step_failure=continue_on_step_failure(pipeline.properties),
+            )
+            if step.cancel_children:
+                for child in children:
+                    if child.status not in TERMINAL and child.status != CANCELING:
+                        self.store.cancel_job(child.ref)
+            if step.status == pipeline.status:
+                continue
+            started = self.store.now() if pipeline.started_at is None else None
+            self.store.transition(
+                pipeline.seq,
+                (pipeline.status,),
+                step.status,
+                error=step.error,
+                error_code="UserError" if step.error else None,
+                started_at=started,
+            )
+
+    def _notify(self) -> None:
+        """Send the TaskCompleted of every ended job's Azure DevOps webhook (:mod:`~.webhooks`)."""
+        now = self.store.now()
+        for job, name, webhook, attempts in self.store.pending_webhooks(now):
+            outcome, done = self._webhooks.deliver(webhook, job.status, attempts + 1)
+            if not done:
+                logger.warning(
+                    "the webhook %s of job %s: %s (attempt %d of %d)",
+                    name, job.ref.name, outcome, attempts + 1, webhooks.MAX_ATTEMPTS,
+                )  # fmt: skip
+            self.store.record_webhook(
+                job.seq,
+                name,
+                attempts=attempts + 1,
+                done=done or attempts + 1 >= webhooks.MAX_ATTEMPTS,
+                outcome=outcome,
+                next_at=now + webhooks.RETRY_SECONDS,
             )
 
     def _cancel(self) -> None:

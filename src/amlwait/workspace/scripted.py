@@ -33,6 +33,7 @@ from typing import Any
 
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, WorkspaceRef, is_valid_job_name
+from amlwait.core.pipeline import PIPELINE_JOB_TYPE
 from amlwait.core.status import TERMINAL, JobStatus
 from amlwait.workspace.app import AppSettings, allowed_hosts_for, create_app
 from amlwait.workspace.backend import CancelOutcome, CancelResult, ListPage, ListQuery
@@ -117,6 +118,13 @@ class ScriptedBackend:
         return ListPage(shown, str(consumed) if more else None)
 
     def put_job(self, ref: JobRef, properties: Mapping[str, Any]) -> tuple[JobView, bool]:
+        if properties.get("jobType") == PIPELINE_JOB_TYPE:
+            raise ArmError(
+                400,
+                "UserError",
+                "The scripted workspace scripts command jobs only; pipeline jobs run in the "
+                "local workspace (amlwait workspace serve).",
+            )
         with self.lock:
             offset = self._offset()
             job = self.jobs.get(ref)

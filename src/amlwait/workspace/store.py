@@ -13,6 +13,12 @@ code asset, an unknown ``${{inputs.NAME}}``...) is refused with a 400, and the s
 properties carry each output's local ``uri``. An update PUT plans nothing: only mutable
 fields change.
 
+A pipeline job (:mod:`~.pipelines`) is one row (``is_pipeline`` 1) that runs nothing itself,
+plus one row per step (``parent`` = its name), each a command job planned like any other
+and inserted with the pipeline in one transaction. Steps are left out of ``list_jobs``
+unless a query asks for them (run history and MLflow do). Component versions are rows of
+``components``.
+
 Columns the runner owns: ``pid`` (process group leader of a running job), ``exit_code``
 and ``error``. A cancel operation is a row of ``operations`` naming the job; it is done
 when the job's status is terminal.
@@ -39,6 +45,12 @@ from amlwait.workspace.document import (
     updated_job_properties,
 )
 from amlwait.workspace.errors import ArmError
+from amlwait.workspace.pipelines import (
+    child_properties,
+    component_document,
+    is_pipeline,
+    parse_component_id,
+)
 from amlwait.workspace.runtime import (
     JobSetupError,
     plan_run,
@@ -46,15 +58,23 @@ from amlwait.workspace.runtime import (
     runs_root,
     with_output_uris,
 )
+from amlwait.workspace.webhooks import webhooks_of, with_webhooks
 
 DATABASE_NAME = "workspace.db"
-SCHEMA_VERSION = 2
-# Version 1 lacked the run times and the error code; opening it adds them (empty).
+SCHEMA_VERSION = 3
+# Version 1 lacked the run times and the error code; version 2 the pipeline columns.
+# Opening an older one adds them (empty: every job a top-level command job).
+_MIGRATE_FROM_2 = (
+    "ALTER TABLE jobs ADD COLUMN parent TEXT",
+    "ALTER TABLE jobs ADD COLUMN is_pipeline INTEGER NOT NULL DEFAULT 0",
+)
 _MIGRATE_FROM_1 = (
     "ALTER TABLE jobs ADD COLUMN started_at REAL",
     "ALTER TABLE jobs ADD COLUMN ended_at REAL",
     "ALTER TABLE jobs ADD COLUMN error_code TEXT",
+    *_MIGRATE_FROM_2,
 )
+_MIGRATIONS = {1: _MIGRATE_FROM_1, 2: _MIGRATE_FROM_2}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,9 +94,31 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     ended_at REAL,
     error_code TEXT,
+    parent TEXT,
+    is_pipeline INTEGER NOT NULL DEFAULT 0,
     UNIQUE (subscription, resource_group, workspace, name)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    job_seq INTEGER NOT NULL REFERENCES jobs (seq),
+    name TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at REAL NOT NULL,
+    done INTEGER NOT NULL,
+    outcome TEXT,
+    PRIMARY KEY (job_seq, name)
+);
+CREATE TABLE IF NOT EXISTS components (
+    subscription TEXT NOT NULL,
+    resource_group TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    modified_at REAL NOT NULL,
+    PRIMARY KEY (subscription, resource_group, workspace, name, version)
+);
 CREATE TABLE IF NOT EXISTS operations (
     id TEXT PRIMARY KEY,
     job_seq INTEGER NOT NULL REFERENCES jobs (seq),
@@ -86,7 +128,7 @@ CREATE TABLE IF NOT EXISTS operations (
 
 _COLUMNS = (
     "seq, subscription, resource_group, workspace, name, properties, status, "
-    "created_at, modified_at, pid, exit_code, error, started_at, ended_at, error_code"
+    "created_at, modified_at, pid, exit_code, error, started_at, ended_at, error_code, parent"
 )
 
 
@@ -104,6 +146,7 @@ class StoredJob:
     started_at: float | None = None
     ended_at: float | None = None
     error_code: str | None = None
+    parent: str | None = None
 
     def view(self) -> JobView:
         return JobView(
@@ -117,6 +160,7 @@ class StoredJob:
             error_code=self.error_code or ("UserError" if self.error else None),
             started_at=self.started_at,
             ended_at=self.ended_at,
+            parent=self.parent,
         )
 
 
@@ -137,8 +181,8 @@ class JobStore:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
                 )
-            elif int(found[0]) == 1:
-                for statement in _MIGRATE_FROM_1:
+            elif int(found[0]) in _MIGRATIONS:
+                for statement in _MIGRATIONS[int(found[0])]:
                     self._db.execute(statement)
                 self._db.execute(
                     "UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),)
@@ -173,6 +217,8 @@ class JobStore:
         shown: list[StoredJob] = []
         for row in rows:
             job = _job(row)
+            if job.parent is not None and not query.include_children:
+                continue  # pipeline steps are listed under their parent (run history)
             if query.shows(job.view()):
                 shown.append(job)
                 if len(shown) > query.page_size:
@@ -185,7 +231,10 @@ class JobStore:
         now = self.now()
         with self._lock:
             row = self._select_one(ref)
-            if row is None:
+            if row is None and is_pipeline(properties):
+                self._insert_pipeline(ref, new_job_properties(ref.name, properties), now)
+                created = True
+            elif row is None:
                 stored = self._planned(ref, new_job_properties(ref.name, properties))
                 self._db.execute(
                     "INSERT INTO jobs (subscription, resource_group, workspace, name, "
@@ -202,6 +251,163 @@ class JobStore:
                 created = False
             job = _job(self._select_one(ref))
         return job.view(), created
+
+    def _insert_pipeline(self, ref: JobRef, properties: dict[str, Any], now: float) -> None:
+        """The pipeline and one NotStarted child per node, in one transaction; a node
+        that cannot run refuses the whole PUT (400 naming the node), nothing stored."""
+        children: list[tuple[str, dict[str, Any]]] = []
+        for node_name, node in properties["jobs"].items():
+            where = f"properties.jobs.{node_name}"
+            workspace, name, version = parse_component_id(node.get("componentId"), where)
+            if _workspace_key(workspace) != _key(ref)[:3]:
+                raise ArmError(400, "UserError", f"{where}.componentId names another workspace.")
+            component = self._component_row(workspace, name, version)
+            if component is None:
+                raise ArmError(
+                    404,
+                    "NotFound",
+                    f"{where}.componentId: the component '{name}' version '{version}' was "
+                    f"not found in workspace '{workspace.workspace}'.",
+                )
+            child_ref = JobRef(ref.workspace, str(uuid.uuid4()))
+            child = new_job_properties(
+                child_ref.name, child_properties(node_name, node, component[0], properties)
+            )
+            try:
+                children.append((child_ref.name, self._planned(child_ref, child)))
+            except ArmError as exc:
+                raise ArmError(400, exc.code, f"{where}: {exc.message}") from None
+        insert = (
+            "INSERT INTO jobs (subscription, resource_group, workspace, name, properties, "
+            "status, created_at, modified_at, parent, is_pipeline) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        )
+        not_started = JobStatus.NOT_STARTED.value
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute(
+                insert, (*_key(ref), json.dumps(properties), not_started, now, now, None, 1)
+            )
+            for name, child in children:
+                self._db.execute(
+                    insert,
+                    (*_key(ref)[:3], name, json.dumps(child), not_started, now, now, ref.name, 0),
+                )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- Azure DevOps webhooks (:mod:`~.webhooks`) ------------------------------------------
+
+    def patch_webhooks(self, ref: JobRef, webhooks: Mapping[str, Any]) -> JobView | None:
+        """Merge ``webhooks`` into the job's; ``None`` for an unknown job."""
+        now = self.now()
+        with self._lock:
+            row = self._select_one(ref)
+            if row is None:
+                return None
+            job = _job(row)
+            properties = with_webhooks(job.properties, webhooks)
+            self._db.execute(
+                "UPDATE jobs SET properties=?, modified_at=? WHERE seq=?",
+                (json.dumps(properties), now, job.seq),
+            )
+            return _job(self._select_one(ref)).view()
+
+    def pending_webhooks(self, now: float) -> list[tuple[StoredJob, str, dict[str, str], int]]:
+        """``(job, webhook name, webhook, attempts so far)`` of every ended job's webhook
+        not yet delivered (nor given up) and due at ``now``."""
+        marks = ",".join("?" * len(TERMINAL))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({marks}) AND "
+                "json_extract(properties, '$.notificationSetting.webhooks') IS NOT NULL "
+                "ORDER BY seq",
+                tuple(TERMINAL),
+            ).fetchall()
+            deliveries = {
+                (seq, name): (attempts, next_at, done)
+                for seq, name, attempts, next_at, done in self._db.execute(
+                    "SELECT job_seq, name, attempts, next_at, done FROM webhook_deliveries"
+                )
+            }
+        pending = []
+        for row in rows:
+            job = _job(row)
+            for name, webhook in webhooks_of(job.properties).items():
+                attempts, next_at, done = deliveries.get((job.seq, name), (0, 0.0, 0))
+                if not done and next_at <= now:
+                    pending.append((job, name, dict(webhook), attempts))
+        return pending
+
+    def record_webhook(
+        self, seq: int, name: str, *, attempts: int, done: bool, outcome: str, next_at: float
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO webhook_deliveries (job_seq, name, attempts, next_at, done, outcome) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (job_seq, name) DO UPDATE SET "
+                "attempts=excluded.attempts, next_at=excluded.next_at, done=excluded.done, "
+                "outcome=excluded.outcome",
+                (seq, name, attempts, next_at, int(done), outcome),
+            )
+
+    def webhook_outcomes(self, ref: JobRef) -> dict[str, str]:
+        """What became of each of the job's webhooks (``delivered``, ``not sent: …``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.name, d.outcome FROM webhook_deliveries d JOIN jobs j "
+                "ON j.seq = d.job_seq WHERE j.subscription=? AND j.resource_group=? "
+                "AND j.workspace=? AND j.name=?",
+                _key(ref),
+            ).fetchall()
+        return {name: outcome for name, outcome in rows}
+
+    # -- component versions ----------------------------------------------------------------
+
+    def get_component(
+        self, workspace: WorkspaceRef, name: str, version: str
+    ) -> dict[str, Any] | None:
+        """The component version's ``ComponentVersionResource``, ``None`` when unknown."""
+        with self._lock:
+            found = self._component_row(workspace, name, version)
+        if found is None:
+            return None
+        return component_document(workspace, name, version, *found)
+
+    def put_component(
+        self, workspace: WorkspaceRef, name: str, version: str, properties: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Register a component version (``True``) or find the same one again (``False``);
+        a different ``componentSpec`` for an existing version is a 400."""
+        now = self.now()
+        with self._lock:
+            found = self._component_row(workspace, name, version)
+            if found is not None:
+                if found[0].get("componentSpec") != properties.get("componentSpec"):
+                    raise ArmError(
+                        400,
+                        "UserError",
+                        f"The component '{name}' version '{version}' exists with another "
+                        "componentSpec; a version cannot change: register a new version.",
+                    )
+                return component_document(workspace, name, version, *found), False
+            self._db.execute(
+                "INSERT INTO components (subscription, resource_group, workspace, name, "
+                "version, properties, created_at, modified_at) VALUES (?,?,?,?,?,?,?,?)",
+                (*_workspace_key(workspace), name, version, json.dumps(properties), now, now),
+            )
+        return component_document(workspace, name, version, dict(properties), now, now), True
+
+    def _component_row(
+        self, workspace: WorkspaceRef, name: str, version: str
+    ) -> tuple[dict[str, Any], float, float] | None:
+        row = self._db.execute(
+            "SELECT properties, created_at, modified_at FROM components WHERE subscription=? "
+            "AND resource_group=? AND workspace=? AND name=? AND version=?",
+            (*_workspace_key(workspace), name, version),
+        ).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1], row[2])
 
     def cancel_job(self, ref: JobRef) -> CancelResult:
         now = self.now()
@@ -241,11 +447,31 @@ class JobStore:
         return _job(row) if row else None
 
     def jobs_in(self, statuses: Iterable[str]) -> list[StoredJob]:
+        """The jobs that run a command (every job but pipelines) in one of ``statuses``."""
+        return self._select_in(statuses, pipelines=False)
+
+    def pipelines_in(self, statuses: Iterable[str]) -> list[StoredJob]:
+        """The pipeline jobs in one of ``statuses``."""
+        return self._select_in(statuses, pipelines=True)
+
+    def children_of(self, parent: JobRef) -> list[StoredJob]:
+        """The steps of pipeline ``parent``, in creation order."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE subscription=? AND resource_group=? "
+                "AND workspace=? AND parent=? ORDER BY seq",
+                (*_key(parent)[:3], parent.name),
+            ).fetchall()
+        return [_job(row) for row in rows]
+
+    def _select_in(self, statuses: Iterable[str], *, pipelines: bool) -> list[StoredJob]:
         wanted = list(statuses)
         marks = ",".join("?" * len(wanted))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({marks}) ORDER BY seq", wanted
+                f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({marks}) AND is_pipeline=? "
+                "ORDER BY seq",
+                (*wanted, int(pipelines)),
             ).fetchall()
         return [_job(row) for row in rows]
 
@@ -316,10 +542,14 @@ def _key(ref: JobRef) -> tuple[str, str, str, str]:
     return ws.subscription, ws.resource_group, ws.workspace, ref.name
 
 
+def _workspace_key(workspace: WorkspaceRef) -> tuple[str, str, str]:
+    return workspace.subscription, workspace.resource_group, workspace.workspace
+
+
 def _job(row: tuple[Any, ...] | None) -> StoredJob:
     assert row is not None
     seq, sub, rg, ws, name, properties, status, created, modified, pid, exit_code, error = row[:12]
-    started, ended, error_code = row[12:15]
+    started, ended, error_code, parent = row[12:16]
     return StoredJob(
         seq=seq,
         ref=JobRef(WorkspaceRef(sub, rg, ws), name),
@@ -333,6 +563,7 @@ def _job(row: tuple[Any, ...] | None) -> StoredJob:
         started_at=started,
         ended_at=ended,
         error_code=error_code,
+        parent=parent,
     )
 
 

@@ -7,12 +7,15 @@ discovery document, run history and the MLflow tracking subset (shapes in docs/w
   ``azureml://`` URI that needs the azureml-mlflow plugin).
 - :func:`discovery_document`: ``{"api", "catalog", "experimentation", "gallery", "history",
   "hyperdrive", "labeling", "modelmanagement", "pipelines": BASE, "studio": STUDIO}``.
-- :class:`RunApi`: run history ``runs/{id}`` and ``runs/{id}/details`` (``runId``,
+- :class:`RunApi`: run history ``runs/{id}``, ``runs/{id}/children`` (a pipeline's steps)
+  and ``runs/{id}/details`` (``runId``,
   ``status``, ``createdTimeUtc``, ``startTimeUtc``, ``endTimeUtc``, ``error: {"error":
   {"code", "message"}}``, ``tags``, ``properties``) and MLflow ``runs/get``,
   ``runs/search``, ``experiments/get``, ``experiments/get-by-name``.
 
-A job's run id is its name. An experiment's id is a UUID derived from the workspace and the
+A job's run id is its name. A pipeline step's run carries ``parentRunId``/``rootRunId``
+(run history) and the ``mlflow.parentRunId`` tag (MLflow; ``tags.mlflow.parentRunId = 'P'``
+finds a pipeline's steps). An experiment's id is a UUID derived from the workspace and the
 experiment name (stable across restarts). MLflow statuses follow Azure ML's documented
 mapping: NotStarted/Queued/Preparing → SCHEDULED, Running → RUNNING, Completed → FINISHED,
 Failed → FAILED, Canceled → KILLED; the statuses the table leaves out are mapped as the
@@ -49,6 +52,8 @@ from amlwait.workspace.errors import ArmError
 from amlwait.workspace.workspaces import WORKSPACE_TYPE
 
 STUDIO_URL = "https://ml.azure.com"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+"""The MLflow tag naming a pipeline step's parent run (MLflow's own system tag)."""
 DISCOVERY_KEYS = (
     "api",
     "catalog",
@@ -157,6 +162,11 @@ def history_run(view: JobView, *, details: bool) -> dict[str, Any]:
         body["experimentId"] = experiment_id(view.ref.workspace, experiment_name(view))
         body["displayName"] = view.properties.get("displayName") or view.ref.name
         body["name"] = view.ref.name
+    if view.parent is not None:
+        body["parentRunId"] = view.parent
+        body["rootRunId"] = view.parent
+    else:
+        body["rootRunId"] = view.ref.name
     if view.error is not None:
         body["error"] = {"error": {"code": view.error_code or "UserError", "message": view.error}}
     return body
@@ -178,6 +188,8 @@ def mlflow_run(view: JobView) -> dict[str, Any]:
             info[key] = value
     tags = [{"key": k, "value": v} for k, v in view.tags.items()]
     tags.append({"key": "mlflow.runName", "value": info["run_name"]})
+    if view.parent is not None:
+        tags.append({"key": PARENT_RUN_TAG, "value": view.parent})
     return {"info": info, "data": {"metrics": [], "params": [], "tags": tags}}
 
 
@@ -231,8 +243,10 @@ def parse_filter(text: str) -> list[tuple[str, str, str, tuple[str, ...]]]:
 
 def _matches(view: JobView, conditions: list[tuple[str, str, str, tuple[str, ...]]]) -> bool:
     for kind, name, op, values in conditions:
-        if kind == "tag":
-            actual: str | None = view.tags.get(name)
+        if kind == "tag" and name == PARENT_RUN_TAG:
+            actual: str | None = view.parent
+        elif kind == "tag":
+            actual = view.tags.get(name)
         elif name == "run_id":
             actual = view.ref.name
         elif name == "status":
@@ -290,7 +304,13 @@ class RunApi:
         seen = 0
         while seen < _SCAN_LIMIT:
             page = self.backend.list_jobs(
-                workspace, ListQuery(view=ListView.ALL, skip_token=token, page_size=_SCAN_PAGE)
+                workspace,
+                ListQuery(
+                    view=ListView.ALL,
+                    skip_token=token,
+                    page_size=_SCAN_PAGE,
+                    include_children=True,
+                ),
             )
             yield from page.jobs
             seen += len(page.jobs)
@@ -300,6 +320,21 @@ class RunApi:
 
     async def history_run(self, request: Request, params: Mapping[str, str]) -> Response:
         return JSONResponse(history_run(self._view(params, params["name"]), details=False))
+
+    async def history_children(self, request: Request, params: Mapping[str, str]) -> Response:
+        """``GET …/runs/{id}/children``: run history's ``PaginatedRunList`` of a pipeline's
+        steps (one page, creation order; ``$top`` caps it), as azure-ai-ml's
+        ``jobs.list(parent_job_name=…)`` reads it. An unknown run is a 404."""
+        parent = self._view(params, params["name"])
+        top = _int(request.query_params.get("$top"), _SCAN_LIMIT, "$top")
+        children = [
+            history_run(view, details=False)
+            for view in self._all(parent.ref.workspace)
+            if view.parent == parent.ref.name
+        ]
+        return JSONResponse(
+            {"value": children[: max(top, 0)], "continuationToken": None, "nextLink": None}
+        )
 
     async def history_details(self, request: Request, params: Mapping[str, str]) -> Response:
         return JSONResponse(history_run(self._view(params, params["name"]), details=True))

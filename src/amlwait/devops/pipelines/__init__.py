@@ -13,6 +13,8 @@ kind               what waits                                                  j
 ``webhook-matrix`` a generator job, then server-job legs that register Azure   run time
                    ML's DevOps webhook with ``InvokeRESTAPI@1`` (PATCH)
 ``service``        one server job calling the amlwait waiting service          run time
+``pipeline``       one ``AzureMLJobWaitTask@1`` on the pipeline job of         run time
+                   ``submit --as-pipeline``, then ``amlwait report`` (agent)   (submit)
 =================  ==========================================================  =========
 """
 
@@ -38,6 +40,7 @@ from amlwait.devops.pipelines.legs import (
     matrix_variable_lines,
 )
 from amlwait.devops.pipelines.matrix import MatrixRoute, render_matrix
+from amlwait.devops.pipelines.pipeline import PipelineJobRoute, render_pipeline
 from amlwait.devops.pipelines.service import (
     ServiceRoute,
     render_service,
@@ -65,6 +68,7 @@ ROUTES: Mapping[str, PipelineRoute] = MappingProxyType(
             AgentRoute(),
             WebhookMatrixRoute(),
             ServiceRoute(),
+            PipelineJobRoute(),
         )
     }
 )
@@ -107,6 +111,7 @@ __all__ = [
     "render",
     "render_agent",
     "render_matrix",
+    "render_pipeline",
     "render_service",
     "render_template_file",
     "render_template_usage",

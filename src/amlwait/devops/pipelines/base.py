@@ -75,6 +75,8 @@ class RenderOptions:
     feed: str | None = None
     index_url: str | None = None
     training_outputs: str = "Training.Submit.meta"
+    report: bool = True
+    """``pipeline``: add the agent job running ``amlwait report`` after the wait."""
 
 
 @dataclass(frozen=True)

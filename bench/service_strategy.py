@@ -21,6 +21,7 @@ sleeps on. A sleep the delivery woke is cut short by the service's own wakeable 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import socket
 import tempfile
@@ -122,7 +123,13 @@ class EventClock(VirtualClock):
         )
 
     async def sleep(self, seconds: float) -> None:
-        target = self.now() + max(0.0, seconds)
+        now = self.now()
+        target = now + max(0.0, seconds)
+        if seconds > 0:
+            # As VirtualClock does: a positive sleep must move time on even when it is
+            # below the epoch's float resolution (~2.4e-7 s). Without this a throttle
+            # asking for 1e-9 s slept 0 s and asked again, for ever.
+            target = max(target, math.nextafter(now, math.inf))
         while self._next_by(target):
             assert self._delivery_lock is not None and self._deliver is not None
             async with self._delivery_lock:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+from bench.service_strategy import EventClock
+
 from amlwait.core.budget import RequestBudget
 from amlwait.throttle import Throttle
-from bench.service_strategy import EventClock
 
 
 def test_a_sleep_below_the_epochs_resolution_still_moves_time_on() -> None:

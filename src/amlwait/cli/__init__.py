@@ -160,6 +160,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
     show_default=True,
     help="Request budget (ARM allows 25 reads/s per subscription and principal).",
 )
+@click.option(
+    "--read-path",
+    type=click.Choice(["auto", "arm", "mlflow"]),
+    default="auto",
+    show_default=True,
+    help="How jobs are read: mlflow = one MLflow search per poll for what ended, each "
+    "confirmed by one ARM GET, ARM as a slow safety net; arm = ARM only; auto = mlflow "
+    "when the workspace offers it.",
+)
 def wait(manifest: str, **options: Any) -> int:
     """Wait until every job in MANIFEST (a path or -) has finished.
 

@@ -23,7 +23,7 @@ from amlwait.readpath import mlflow_waiter
 from amlwait.result import WaitResult
 from amlwait.workspace import ScriptedWorkspace, tracking
 from amlwait.workspace.requestlog import RequestRecord
-from tests.helpers import WS, amlwait, manifest
+from tests.helpers import FAST, WS, amlwait, manifest
 
 TAG = "amlwait-batch-readpath"
 JOBS = 20
@@ -187,3 +187,17 @@ def test_read_path_mlflow_without_a_tracking_uri_is_one_line_and_exit_2(
     assert len(lines) == 1, done.stderr
     assert "advertises no MLflow tracking URI" in lines[0] and "--read-path arm" in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_amlwait_wait_read_path_mlflow_finds_the_ends_by_search(tmp_path: Any) -> None:
+    with ScriptedWorkspace() as ws:
+        for name in ("RP_CLI_A", "RP_CLI_B"):
+            ws.add_job(WS, name, [(0, "Running"), (6.0, "Completed")], tags={TAG: "2"})
+        path = manifest(tmp_path, {"jobs": ["RP_CLI_A", "RP_CLI_B"], "tag": TAG})
+        done = amlwait("wait", path, "--read-path", "mlflow", *FAST, endpoint=ws.endpoint)
+        requests = ws.requests
+    assert done.returncode == 0, done.stdout + done.stderr
+    kinds = _kinds(requests)
+    assert kinds["searches"], "no MLflow search was sent"
+    assert set(kinds["gets"]) <= {"RP_CLI_A", "RP_CLI_B"}
+    assert all(count <= 1 for count in kinds["gets"].values())

@@ -2,7 +2,8 @@
 
 ``--read-path``:
 
-- ``arm``: every read is ARM (a paged LIST per workspace with a tag, GETs without).
+- ``arm`` (the default, as before): every read is ARM (a paged LIST per workspace with a
+  tag, GETs without), and progress shows every status change.
 - ``mlflow``: every ``SEARCH_SHARE`` x ``--poll-interval`` seconds (20 s by default) one
   small MLflow ``runs/search`` per workspace (with a tag: the batch's runs that ended
   since the last search; without: the unfinished jobs by run id, ``BATCH_SIZE`` a
@@ -14,7 +15,7 @@
   GET, that often. The first read of every job is ARM (it names the job's experiment,
   which MLflow searches within). A workspace without a tracking URI is bad input (exit
   2); a search that is refused or keeps failing ends the wait as an Azure ML failure.
-- ``auto`` (the default): ``mlflow`` when every workspace advertises a tracking URI and
+- ``auto``: ``mlflow`` when every workspace advertises a tracking URI and
   the first search answers; otherwise ``arm``, with a one-line note saying why.
 """
 

@@ -163,11 +163,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--read-path",
     type=click.Choice(["auto", "arm", "mlflow"]),
-    default="auto",
+    default="arm",
     show_default=True,
-    help="How jobs are read: mlflow = one MLflow search per poll for what ended, each "
-    "confirmed by one ARM GET, ARM as a slow safety net; arm = ARM only; auto = mlflow "
-    "when the workspace offers it.",
+    help="How jobs are read: arm = ARM only; mlflow = one MLflow search per poll for what "
+    "ended, each confirmed by one ARM GET, ARM as a slow safety net (progress shows ends "
+    "only); auto = mlflow when the workspace offers it, else arm with a one-line note.",
 )
 def wait(manifest: str, **options: Any) -> int:
     """Wait until every job in MANIFEST (a path or -) has finished.

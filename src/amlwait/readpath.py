@@ -33,6 +33,7 @@ from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.policy import PollPolicy
 from amlwait.core.source import JobResubmitter, JobSource
 from amlwait.errors import AmlwaitError, InputError
+from amlwait.throttle import read_deadline
 
 if TYPE_CHECKING:
     from amlwait.core.clock import Clock
@@ -151,6 +152,9 @@ class MlflowChanges:
         # A tagged batch is read in at most its size in pages (plus one) per search,
         # whatever the server answers.
         page_bound = len(jobs) // self.schedule.page_size + 2
+        # A search is retried a bounded number of times (RetryPolicy.attempts), not until
+        # the wait's deadline: when MLflow keeps failing, ARM alone goes on.
+        bounded = read_deadline.set(math.inf)
         try:
             for search in searches:
                 page = search
@@ -171,12 +175,14 @@ class MlflowChanges:
                         break
                     page = result.next_page
         except AmlwaitError as error:
+            read_deadline.reset(bounded)
             if self.mode == "mlflow" or self.answered:
                 raise
             self._off(f"the MLflow search was refused ({error})")
             waiter.use_policy(self.arm_policy)
             waiter.tracker.read_all_by(waiter.clock.now())
             return
+        read_deadline.reset(bounded)
         if searches:
             self.answered = True
 

@@ -92,8 +92,8 @@ class MlflowChanges:
 
     def saw(self, snapshot: JobSnapshot) -> None:
         """Remember a job's experiment and batch-tag value from an ARM read."""
-        if snapshot.experiment:
-            self.experiments[snapshot.name] = snapshot.experiment
+        # A job that names no experiment runs in Azure ML's "Default" one.
+        self.experiments[snapshot.name] = snapshot.experiment or "Default"
         if self.tag is not None and self.tag in snapshot.tags:
             self.tag_values[snapshot.name] = snapshot.tags[self.tag]
 

@@ -10,13 +10,14 @@
   request; see :mod:`amlwait.core.changes`). Each job a search says ended is *woken*: the
   engine reads it by one ARM GET before it reports anything (or lists the batch when many
   woke at once, as for Event Grid events). ARM reads everything else on a slow safety
-  net: the policy's intervals become ``SAFETY_SHARE`` x ``--max-poll-interval`` (30 min
-  by default): a tagged batch is listed, and without a tag each unfinished job is read by
-  GET, that often. The first read of every job is ARM (it names the job's experiment,
-  which MLflow searches within). A workspace without a tracking URI is bad input (exit
-  2); a search that is refused or keeps failing ends the wait as an Azure ML failure.
-- ``auto``: ``mlflow`` when every workspace advertises a tracking URI and
-  the first search answers; otherwise ``arm``, with a one-line note saying why.
+  net: a tagged batch is listed every ``SAFETY_SHARE`` x ``--max-poll-interval`` (30 min
+  by default); without a tag each unfinished job is read by GET every
+  ``SAFETY_SHARE_PER_JOB`` x ``--max-poll-interval`` (1 h). The first read of every
+  job is ARM (it names the job's experiment, which MLflow searches within). A workspace
+  without a tracking URI is bad input (exit 2); a search that is refused or keeps
+  failing ends the wait as an Azure ML failure.
+- ``auto``: ``mlflow`` when every workspace advertises a tracking URI and the first
+  search answers; otherwise ``arm``, with a one-line note saying why.
 """
 
 from __future__ import annotations
@@ -46,14 +47,20 @@ BATCH_SIZE = DEFAULT_BATCH_SIZE
 # request whatever the batch's size, and 20 s keeps the p95 detection under the naive
 # loop's quarter (see docs/read-path.md).
 SEARCH_SHARE = DEFAULT_SEARCH_INTERVAL / 15.0
-# The ARM safety net runs at this multiple of the slowest poll interval (2 min -> 30 min).
+# The ARM safety net runs at this multiple of the slowest poll interval: with a tag the
+# batch is listed every 30 min (2 min x 15); without, each unfinished job is read by GET
+# every hour (2 min x 30: per job, so less often; MLflow's status of every unfinished run
+# is read at each search anyway).
 SAFETY_SHARE = 15.0
+SAFETY_SHARE_PER_JOB = 30.0
 
 
-def safety_policy(policy: PollPolicy) -> PollPolicy:
-    """``policy`` with ARM reads slowed to the safety net: every job (or the batch's
-    listing) is read every ``SAFETY_SHARE * max_poll_interval`` seconds."""
-    interval = SAFETY_SHARE * policy.max_poll_interval
+def safety_policy(policy: PollPolicy, *, tagged: bool) -> PollPolicy:
+    """``policy`` with ARM reads slowed to the safety net: the batch's listing every
+    ``SAFETY_SHARE * max_poll_interval`` seconds (``tagged``), else every job by GET every
+    ``SAFETY_SHARE_PER_JOB * max_poll_interval`` seconds."""
+    share = SAFETY_SHARE if tagged else SAFETY_SHARE_PER_JOB
+    interval = share * policy.max_poll_interval
     return replace(policy, poll_interval=interval, max_poll_interval=interval)
 
 
@@ -272,7 +279,7 @@ def mlflow_waiter(
     return Waiter(
         jobs,
         changes.wrap(source),
-        options=replace(options, policy=safety_policy(options.policy)),
+        options=replace(options, policy=safety_policy(options.policy, tagged=tag is not None)),
         clock=clock,
         tag=tag,
         listener=listener,

@@ -46,7 +46,9 @@ MLFLOW_ENDED = frozenset({"FINISHED", "FAILED", "KILLED"})
 OVERLAP_MS = 120_000
 DEFAULT_SEARCH_INTERVAL = 20.0
 DEFAULT_PAGE_SIZE = 100
-DEFAULT_BATCH_SIZE = 200
+# Run ids per search without a tag: ~15 KB of filter at 30 characters a name (no limit
+# is documented; a refused search makes --read-path auto fall back to ARM).
+DEFAULT_BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,10 @@ def test_auto_falls_back_to_arm_with_one_line_when_the_search_keeps_failing(
     assert len(notes) == 1 and "\n" not in notes[0]
     assert "reading ARM only" in notes[0] and "MLflow search" in notes[0]
     kinds = _kinds(workspace.requests)
-    # One search, retried (8 attempts), then never again; ARM's own listing took over.
-    assert len(kinds["searches"]) == 8
+    # One search, retried (8 attempts), then no more of ours; ARM's own listing took over.
+    # (The run reader's own searches for ended runs' times hit the fault too: at most one
+    # per ended job.)
+    assert 8 <= len(kinds["searches"]) <= 8 + JOBS
     assert len(kinds["listings"]) > 5
 
 

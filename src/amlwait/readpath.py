@@ -25,14 +25,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from amlwait.azureml.arm import ArmJobSource
 from amlwait.azureml.mlflow_runs import MlflowRuns
 from amlwait.core.changes import DEFAULT_BATCH_SIZE, DEFAULT_SEARCH_INTERVAL, ChangeSchedule
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.policy import PollPolicy
-from amlwait.core.source import JobResubmitter, JobSource
+from amlwait.core.source import JobResubmitter, JobSource, RunReader
 from amlwait.errors import AmlwaitError, InputError
 from amlwait.throttle import read_deadline
 
@@ -219,6 +219,11 @@ class RecordingSource:
 
     async def cancel_job(self, ref: JobRef) -> None:
         await self.inner.cancel_job(ref)
+
+    def run_reader(self) -> RunReader | None:
+        """The inner source's run reader (why jobs failed, when they ran), if it has one."""
+        factory = getattr(self.inner, "run_reader", None)
+        return None if factory is None else cast("RunReader", factory())
 
     async def resubmit_job(self, ref: JobRef, new_name: str) -> JobRef:
         if not hasattr(self.inner, "resubmit_job"):

@@ -21,6 +21,7 @@ from amlwait.azureml.credentials import StaticToken
 from amlwait.core.clock import Clock
 from amlwait.core.jobs import JobRef
 from amlwait.core.retry import RetryPolicy
+from amlwait.readpath import mlflow_waiter
 from amlwait.waiter import Waiter
 from bench.scenario import TAG, ScriptedJob
 from bench.sim import API_VERSION, WS
@@ -189,6 +190,56 @@ async def amlwait_list(
     return await _amlwait(endpoint, clock, network, jobs, seed, TAG)
 
 
+async def _amlwait_mlflow(
+    endpoint: str,
+    clock: Clock,
+    network: httpx.AsyncBaseTransport,
+    jobs: list[ScriptedJob],
+    seed: int,
+    tag: str | None,
+) -> Known:
+    refs = [JobRef(WS, job.name) for job in jobs]
+    notes: list[str] = []
+    async with ArmJobSource(
+        endpoint=endpoint,
+        credential=StaticToken("bench"),
+        clock=clock,
+        retry=RetryPolicy(rng=random.Random(seed)),
+        transport=network,
+    ) as source:
+        waiter = mlflow_waiter(refs, source, mode="mlflow", note=notes.append, clock=clock, tag=tag)
+        result = await waiter.run()
+    if notes:
+        raise RuntimeError(f"the MLflow read path fell back: {notes[0]}")
+    return {
+        job.name: (job.finished_at, job.status or "")
+        for job in result.jobs
+        if job.finished_at is not None and job.finished
+    }
+
+
+async def amlwait_mlflow_tag(
+    endpoint: str,
+    clock: Clock,
+    network: httpx.AsyncBaseTransport,
+    jobs: list[ScriptedJob],
+    seed: int,
+) -> Known:
+    """``amlwait wait --read-path mlflow`` with the batch tag."""
+    return await _amlwait_mlflow(endpoint, clock, network, jobs, seed, TAG)
+
+
+async def amlwait_mlflow_notag(
+    endpoint: str,
+    clock: Clock,
+    network: httpx.AsyncBaseTransport,
+    jobs: list[ScriptedJob],
+    seed: int,
+) -> Known:
+    """``amlwait wait --read-path mlflow`` without a tag (run-id searches)."""
+    return await _amlwait_mlflow(endpoint, clock, network, jobs, seed, None)
+
+
 async def baseline(
     endpoint: str,
     clock: Clock,
@@ -219,6 +270,14 @@ STRATEGIES: dict[str, tuple[Strategy, str]] = {
     "template-15s": (template_loop, "(2b) mlops-templates: az ml job show every 15 s, serially"),
     "amlwait-get": (amlwait_get, "(3) amlwait defaults, concurrent GETs (no batch tag)"),
     "amlwait-list": (amlwait_list, "(3) amlwait defaults, paged LIST by batch tag"),
+    "amlwait-mlflow-tag": (
+        amlwait_mlflow_tag,
+        "(3m) amlwait --read-path mlflow, batch tag: one MLflow search a poll, ARM GET per end",
+    ),
+    "amlwait-mlflow-notag": (
+        amlwait_mlflow_notag,
+        "(3m) amlwait --read-path mlflow, no tag: run-id searches, ARM GET per end",
+    ),
     "service": (service, "(4) amlwait serve, Event Grid events, polling as a safety net"),
     "baseline": (baseline, "child process + simulator only (no strategy): RSS/CPU floor"),
 }

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WAITING = ["naive-60s", "sdk-stream", "template-15s", "amlwait-get", "amlwait-list", "service"]
+WAITING = [
+    "naive-60s",
+    "sdk-stream",
+    "template-15s",
+    "amlwait-get",
+    "amlwait-list",
+    "amlwait-mlflow-tag",
+    "amlwait-mlflow-notag",
+    "service",
+]
 
 
 @pytest.fixture(scope="module")

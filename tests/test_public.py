@@ -64,6 +64,7 @@ _FORBIDDEN_BELOW = {
     "events": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
     "result": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
     "waiter": {"devops", "submit", "service", "cli", "workspace"},
+    "readpath": {"devops", "submit", "service", "cli", "workspace"},
     "azureml": {"waiter", "devops", "submit", "service", "cli", "workspace"},
     "workspace": {"waiter", "devops", "submit", "service", "cli"},
     "devops": {"waiter", "submit", "service", "cli"},

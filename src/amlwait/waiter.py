@@ -20,7 +20,7 @@ import datetime as _dt
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from amlwait.core.attempts import attempt_name, split_attempt
 from amlwait.core.clock import Clock, SystemClock
@@ -57,6 +57,19 @@ def cancel_phase_seconds(timeout: float) -> float:
     return min(CANCEL_PHASE_MAX, max(CANCEL_PHASE_MIN, timeout / 10))
 
 
+class ChangeFeed(Protocol):
+    """Something that tells the engine which jobs changed (``amlwait.readpath``)."""
+
+    @property
+    def next_due(self) -> float:
+        """When :meth:`poll` has work next (``inf``: never, as things stand)."""
+        ...
+
+    async def poll(self, waiter: Waiter) -> None:
+        """Wake (``tracker.read_now``) the jobs that changed; called before each read."""
+        ...
+
+
 @dataclass(frozen=True)
 class WaitOptions:
     """How to wait. ``timeout`` is a wall-clock duration from the start (0: read once)."""
@@ -89,10 +102,12 @@ class Waiter:
         listener: Listener | None = None,
         on_retry: Callable[[list[JobRef]], None] | None = None,
         run_reader: RunReader | None = None,
+        changes: ChangeFeed | None = None,
     ) -> None:
         """``run_reader``: where to read why jobs failed and when they ran; by default the
         source's own (:meth:`ArmJobSource.run_reader`), none for a source without one."""
         self.options = options or WaitOptions()
+        self.changes = changes
         self.on_retry = on_retry
         self.clock = clock or SystemClock()
         self.source = source
@@ -165,7 +180,7 @@ class Waiter:
             if self.deadline.expired(now):
                 break
             slack = min(COALESCE_MAX, COALESCE_SHARE * self.options.policy.poll_interval)
-            wake = self.deadline.clamp(self.tracker.next_wake() + slack)
+            wake = self.deadline.clamp(self._next_wake() + slack)
             if not await self._until_stopped(self.clock.sleep(wake - now)):
                 interrupted = True
                 break
@@ -208,8 +223,18 @@ class Waiter:
 
     # -- reading ------------------------------------------------------------------------
 
+    def _next_wake(self) -> float:
+        wake = self.tracker.next_wake()
+        if self.changes is not None:
+            wake = min(wake, self.changes.next_due)
+        return wake
+
     async def _read_due(self, limit: float) -> None:
         now = self.clock.now()
+        if self.changes is not None and now < limit:
+            read_deadline.set(limit)
+            await self.changes.poll(self)  # wakes the jobs it says changed
+            now = self.clock.now()
         due = self.tracker.due(now)
         if not due:
             return

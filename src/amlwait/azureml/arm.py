@@ -526,6 +526,14 @@ class ArmJobSource:
         if self.on_trouble is not None:
             self.on_trouble(scrub(line))
 
+    async def send(
+        self, method: str, url: str, *, params: Mapping[str, str] | None = None, json: Any = None
+    ) -> httpx.Response:
+        """One request to an Azure ML endpoint (the workspace resource, its MLflow
+        tracking API) with this source's token, budget and retries; 200 or 404 is
+        returned, anything else raises as for a job read."""
+        return await self._send(method, url, params=params, json=json)
+
     # -- the seam -----------------------------------------------------------------------
 
     async def get_job(self, ref: JobRef) -> JobSnapshot | None:

@@ -160,6 +160,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
     show_default=True,
     help="Request budget (ARM allows 25 reads/s per subscription and principal).",
 )
+@click.option(
+    "--read-path",
+    type=click.Choice(["auto", "arm", "mlflow"]),
+    default="arm",
+    show_default=True,
+    help="How jobs are read: arm = ARM only; mlflow = one MLflow search per poll for what "
+    "ended, each confirmed by one ARM GET, ARM as a slow safety net (progress shows ends "
+    "only); auto = mlflow when the workspace offers it, else arm with a one-line note.",
+)
 def wait(manifest: str, **options: Any) -> int:
     """Wait until every job in MANIFEST (a path or -) has finished.
 

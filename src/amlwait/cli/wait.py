@@ -43,6 +43,7 @@ from amlwait.errors import (
     InputError,
 )
 from amlwait.events import ListingFailed, WaitEvent
+from amlwait.readpath import mlflow_waiter
 from amlwait.redact import scrub
 from amlwait.result import WaitResult
 from amlwait.waiter import Waiter, WaitOptions, unread_result
@@ -187,9 +188,11 @@ def _run_waiter(
 
     async def main() -> WaitResult:
         async with arm as source:
-            waiter = Waiter(
+            waiter = mlflow_waiter(
                 manifest.jobs,
                 source,
+                mode=options.get("read_path") or "arm",
+                note=_note,
                 options=wait_options,
                 tag=manifest.tag,
                 listener=audience,
@@ -213,6 +216,11 @@ def _run_waiter(
         )
         audience.finish(broken, paths)
         raise
+
+
+def _note(line: str) -> None:
+    """A one-line note of the read path (why it reads ARM only)."""
+    print(line, flush=True)
 
 
 def _say_how_it_ended(result: WaitResult) -> None:

@@ -228,6 +228,14 @@ class BatchTracker:
                 woken = True
         return woken
 
+    def read_all_by(self, moment: float) -> None:
+        """Bring every unfinished job's next read forward to ``moment`` at the latest
+        (the wait stopped reading MLflow: ARM's own schedule takes over at once)."""
+        for job in self.jobs.values():
+            if not job.finished and job.next_due > moment:
+                job.next_due = moment
+                self._push(job)
+
     def next_wake(self) -> float:
         while self._queue and self._is_stale(self._queue[0]):
             heapq.heappop(self._queue)

@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-import json as _json
 import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -45,13 +43,25 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from amlwait import __version__
+from amlwait.azureml.answers import (
+    Answer,
+    MalformedAnswer,
+    as_is,
+    definition_or_none_in,
+    error_text,
+    found_in,
+    job_or_none_in,
+    listing_reader,
+    missing_workspace_error,
+    parse_job,
+    printable,
+)
 from amlwait.azureml.credentials import TokenProvider, default_token_provider, is_loopback
 from amlwait.core.budget import RequestBudget
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
 from amlwait.core.source import RunReader
-from amlwait.core.status import JobStatus
 from amlwait.errors import AuthenticationError, InputError, ListingError, ServiceError
 from amlwait.redact import scrub
 from amlwait.throttle import DeadlineReached, Throttle, read_deadline
@@ -78,166 +88,29 @@ T = TypeVar("T")
 TroubleListener = Callable[[str], None]
 
 
-class MalformedAnswer(ValueError):
-    """A 2xx/404 answer that is not the JSON ARM documents (not JSON, an HTML page, a list
-    where an object belongs, ``properties`` as a string); retried like a 5xx."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One HTTP answer, read whole (at most :data:`MAX_ANSWER_BYTES`)."""
-
-    status: int
-    reason: str
-    headers: httpx.Headers
-    body: bytes
-
-    def json(self) -> Any:
-        try:
-            return _json.loads(self.body)
-        except ValueError:
-            kind = self.headers.get("content-type", "no content type").split(";")[0]
-            raise MalformedAnswer(
-                f"{self.status} with a body that is not JSON ({kind}, {len(self.body)} bytes)"
-            ) from None
-
-    def json_object(self) -> dict[str, Any]:
-        document = self.json()
-        if not isinstance(document, dict):
-            raise MalformedAnswer(
-                f"{self.status} with JSON {type(document).__name__} where an object belongs"
-            )
-        return document
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    @property
-    def status_code(self) -> int:
-        return self.status
-
-
-def _printable(text: str) -> str:
-    """``text`` on one line, without control characters (a server's text may hold
-    newlines, terminal escapes or logging commands)."""
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
-
-
-def _error_text(answer: Answer, token: str | None = None) -> str:
-    """``Code: message`` from an ARM error body, or the start of whatever came back;
-    one printable line, every token scrubbed."""
-    try:
-        document = answer.json()
-        error = document.get("error") if isinstance(document, dict) else None
-        if not isinstance(error, dict):
-            raise MalformedAnswer("no error object")
-        code, message = error.get("code") or "", error.get("message") or ""
-        text = f"{code}: {message}" if code else str(message)
-    except MalformedAnswer:
-        text = answer.text[:2000]
-    text = _printable(scrub(text, token))
-    return text[:300] or answer.reason
-
-
-# ARM's codes for a 404 about the path above the job: the subscription, the resource group
-# or the workspace does not exist (a missing job answers another code).
-_MISSING_PARENT_CODES = frozenset(
-    {"SubscriptionNotFound", "ResourceGroupNotFound", "ParentResourceNotFound"}
-)
-
-
-def missing_workspace_error(
-    response: Answer | httpx.Response, workspace: WorkspaceRef
-) -> InputError | None:
-    """An InputError naming the workspace when a 404 says the workspace, its resource group
-    or its subscription does not exist; ``None`` for any other answer (a missing job)."""
-    if response.status_code != 404:
-        return None
-    try:
-        error = response.json().get("error") or {}
-        code, message = str(error.get("code", "")), str(error.get("message", ""))
-    except (ValueError, AttributeError):
-        return None
-    workspace_resource = "microsoft.machinelearningservices/workspaces/"
-    names_workspace = code == "ResourceNotFound" and workspace_resource in message.lower()
-    if code not in _MISSING_PARENT_CODES and not names_workspace:
-        return None
-    what = {
-        "SubscriptionNotFound": f"subscription '{workspace.subscription}'",
-        "ResourceGroupNotFound": f"resource group '{workspace.resource_group}'",
-    }.get(code, f"workspace '{workspace.workspace}' in resource group '{workspace.resource_group}'")
-    return InputError(
-        f"the {what} was not found (404 {_printable(code)[:80]}); check --subscription, "
-        "--resource-group and --workspace-name (or the manifest's "
-        "subscription/resource_group/workspace)"
-    )
-
-
-def _object(value: Any, what: str) -> Mapping[str, Any]:
-    """``value`` when it is a JSON object, ``{}`` when null or absent; else MalformedAnswer."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise MalformedAnswer(f"{what} is a JSON {type(value).__name__}, not an object")
-    return value
-
-
-def _optional_text(value: Any, what: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise MalformedAnswer(f"{what} is a JSON {type(value).__name__}, not a string")
-    return value
-
-
-def parse_job(body: Any) -> JobSnapshot:
-    """A job's ARM JSON as a snapshot. Pipeline child jobs have ``properties: null``.
-
-    Raises :class:`MalformedAnswer` when the body is not shaped as ARM documents it
-    (``properties`` as a string, ``tags`` as a list, ...).
-    """
-    job = _object(body, "the job")
-    if not job:
-        raise MalformedAnswer("the job is empty")
-    name = _optional_text(job.get("name"), "name") or ""
-    properties = _object(job.get("properties"), "properties")
-    status = _optional_text(properties.get("status"), "properties.status")
-    services = _object(properties.get("services"), "properties.services")
-    studio = _object(services.get("Studio"), "properties.services.Studio").get("endpoint")
-    tags = _object(properties.get("tags"), "properties.tags")
-    created = _object(job.get("systemData"), "systemData").get("createdAt")
-    experiment = _optional_text(properties.get("experimentName"), "properties.experimentName")
-    return JobSnapshot(
-        name=name,
-        status=status or JobStatus.UNKNOWN.value,
-        tags={str(k): str(v) for k, v in tags.items()},
-        studio_url=str(studio) if studio else None,
-        created_at=str(created) if created else None,
-        experiment=str(experiment) if experiment else None,
-    )
-
-
-@dataclass(frozen=True)
-class _Page:
-    jobs: list[JobSnapshot]
-    next_link: str | None
-
-
-def _parse_page(answer: Answer) -> _Page:
-    page = answer.json_object()
-    items = page.get("value")
-    if items is None:
-        items = []
-    if not isinstance(items, list):
-        raise MalformedAnswer(f"value is a JSON {type(items).__name__}, not a list")
-    next_link = _optional_text(page.get("nextLink"), "nextLink")
-    return _Page([parse_job(item) for item in items], next_link)
-
-
 def _iso(moment: float) -> str:
     stamp = _dt.datetime.fromtimestamp(moment, tz=_dt.timezone.utc)
     return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _refusal(answer: Answer, what: str, token: str, job: str | None) -> Exception:
+    """The final error for an answer no retry can change: a 401 after the one token
+    refresh, a 403, or any other status ARM refuses for good."""
+    if answer.status == 401:
+        return AuthenticationError(
+            f"Azure refused the token for {what} (401 {error_text(answer, token)}); "
+            "check the credential (az login / service connection / AMLWAIT_ACCESS_TOKEN)"
+        )
+    if answer.status == 403:
+        return AuthenticationError(
+            f"no permission for {what} (403 {error_text(answer, token)}); the "
+            "identity needs a role that can read (and cancel) jobs in this workspace"
+        )
+    return ServiceError(
+        f"{what} was refused: {answer.status} {error_text(answer, token)}",
+        status_code=answer.status,
+        job=job,
+    )
 
 
 class ArmJobSource:
@@ -343,7 +216,7 @@ class ArmJobSource:
         if origin != self._origin:
             raise ServiceError(
                 f"the service sent a nextLink to another host "
-                f"({_printable(origin[0])}://{_printable(origin[1])}); "
+                f"({printable(origin[0])}://{printable(origin[1])}); "
                 "refusing to send the token there"
             )
 
@@ -362,7 +235,7 @@ class ArmJobSource:
         """:meth:`_request` for callers that read the answer themselves (submit's code
         registrar): the answer in ``ok_statuses`` (or 404), whole, as an httpx Response."""
         answer = await self._request(
-            method, url, _as_is, params=params, json=json, job=job, ok_statuses=ok_statuses
+            method, url, as_is, params=params, json=json, job=job, ok_statuses=ok_statuses
         )
         return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
 
@@ -398,14 +271,9 @@ class ArmJobSource:
             try:
                 answer = await self._exchange(method, url, params, json, headers)
             except (httpx.RequestError, asyncio.TimeoutError) as error:
-                text = scrub(str(error), token) if isinstance(error, httpx.HTTPError) else ""
-                problem = type(error).__name__ + (f" ({_printable(text)[:200]})" if text else "")
-                if isinstance(error, asyncio.TimeoutError):
-                    problem = f"no complete answer within {self.request_timeout:g} s"
+                problem = self._exchange_problem(error, token)
             else:
-                remaining = answer.headers.get(_REMAINING_READS)
-                if remaining is not None and remaining.isdigit():
-                    self.throttle.budget.note_remaining(int(remaining))
+                self._note_remaining_reads(answer)
                 status = answer.status
                 if status in ok_statuses or status == 404:
                     try:
@@ -415,35 +283,32 @@ class ArmJobSource:
                     else:
                         self._recovered(what)
                         return value
-                elif status == 401:
-                    if not refreshed and self.credential.invalidate():
-                        refreshed = True
-                        continue
-                    raise AuthenticationError(
-                        f"Azure refused the token for {what} (401 {_error_text(answer, token)}); "
-                        "check the credential (az login / service connection / "
-                        "AMLWAIT_ACCESS_TOKEN)"
-                    )
-                elif status == 403:
-                    raise AuthenticationError(
-                        f"no permission for {what} (403 {_error_text(answer, token)}); the "
-                        "identity needs a role that can read (and cancel) jobs in this workspace"
-                    )
+                elif status == 401 and not refreshed and self.credential.invalidate():
+                    refreshed = True
+                    continue
                 elif is_retryable_status(status):
                     asked_retry_after = answer.headers.get("retry-after") or ""
                     retry_after = parse_retry_after(asked_retry_after or None)
                     if retry_after is not None and status in (429, 503):
                         self.throttle.budget.hold_until(self.clock.now() + retry_after)
-                    problem = f"{status} {_error_text(answer, token)}"
+                    problem = f"{status} {error_text(answer, token)}"
                 else:
-                    raise ServiceError(
-                        f"{what} was refused: {status} {_error_text(answer, token)}",
-                        status_code=status,
-                        job=job,
-                    )
+                    raise _refusal(answer, what, token, job)
             self.last_problem = scrub(f"{what}: {problem}")
             await self._backoff(attempt, retry_after, what, problem, asked_retry_after)
             attempt += 1
+
+    def _exchange_problem(self, error: Exception, token: str) -> str:
+        """One scrubbed line for a request that got no whole answer."""
+        if isinstance(error, asyncio.TimeoutError):
+            return f"no complete answer within {self.request_timeout:g} s"
+        text = scrub(str(error), token) if isinstance(error, httpx.HTTPError) else ""
+        return type(error).__name__ + (f" ({printable(text)[:200]})" if text else "")
+
+    def _note_remaining_reads(self, answer: Answer) -> None:
+        remaining = answer.headers.get(_REMAINING_READS)
+        if remaining is not None and remaining.isdigit():
+            self.throttle.budget.note_remaining(int(remaining))
 
     async def _exchange(
         self,
@@ -503,7 +368,7 @@ class ArmJobSource:
             )
             waiting = f"next try in {delay:.0f} s"
             if asked_retry_after and retry_after is not None:
-                waiting += f" (the server's Retry-After {_printable(asked_retry_after)[:20]}"
+                waiting += f" (the server's Retry-After {printable(asked_retry_after)[:20]}"
                 if retry_after >= MAX_RETRY_AFTER:
                     waiting += f", capped at {MAX_RETRY_AFTER:.0f} s"
                 waiting += ")"
@@ -559,7 +424,7 @@ class ArmJobSource:
             if self.clock.now() >= read_deadline.get():
                 raise DeadlineReached
             fetched.add(url)
-            page = await self._request("GET", url, _listing_reader(workspace))
+            page = await self._request("GET", url, listing_reader(workspace))
             jobs.extend(page.jobs)
             if len(jobs) > MAX_LISTED_JOBS:
                 raise ListingError(
@@ -581,7 +446,7 @@ class ArmJobSource:
         found = await self._request(
             "POST",
             self._jobs_url(ref.workspace, ref.name) + "/cancel",
-            _found_in(ref.workspace),
+            found_in(ref.workspace),
             params={"api-version": self.api_version},
             job=ref.name,
             ok_statuses=(200, 202, 204),
@@ -596,7 +461,7 @@ class ArmJobSource:
         snapshot = await self._request(
             "PUT",
             self._jobs_url(ref.workspace, ref.name),
-            _job_or_none_in(ref.workspace),
+            job_or_none_in(ref.workspace),
             params={"api-version": self.api_version},
             json={"properties": dict(properties)},
             job=ref.name,
@@ -654,65 +519,10 @@ class ArmJobSource:
         return await self._request(
             "GET",
             self._jobs_url(ref.workspace, ref.name),
-            _definition_or_none_in(ref.workspace),
+            definition_or_none_in(ref.workspace),
             params={"api-version": self.api_version},
             job=ref.name,
         )
 
 
 # -- what each request makes of its answer (404 included) -------------------------------------
-# A 404 that says the workspace (or its resource group, or subscription) does not exist is
-# an InputError (exit 2); any other 404 means the job.
-
-
-def _as_is(answer: Answer) -> Answer:
-    return answer
-
-
-def _check_workspace(answer: Answer, workspace: WorkspaceRef) -> None:
-    missing = missing_workspace_error(answer, workspace)
-    if missing is not None:
-        raise missing
-
-
-def _found_in(workspace: WorkspaceRef) -> Callable[[Answer], bool]:
-    def read(answer: Answer) -> bool:
-        _check_workspace(answer, workspace)
-        return answer.status != 404
-
-    return read
-
-
-def _job_or_none_in(workspace: WorkspaceRef) -> Callable[[Answer], JobSnapshot | None]:
-    def read(answer: Answer) -> JobSnapshot | None:
-        _check_workspace(answer, workspace)
-        return None if answer.status == 404 else parse_job(answer.json_object())
-
-    return read
-
-
-def _definition_or_none_in(
-    workspace: WorkspaceRef,
-) -> Callable[[Answer], dict[str, Any] | None]:
-    def read(answer: Answer) -> dict[str, Any] | None:
-        _check_workspace(answer, workspace)
-        if answer.status == 404:
-            return None
-        body = answer.json_object()
-        parse_job(body)  # the shape is checked here, where a bad answer is retried
-        return body
-
-    return read
-
-
-def _listing_reader(workspace: WorkspaceRef) -> Callable[[Answer], _Page]:
-    def read(answer: Answer) -> _Page:
-        _check_workspace(answer, workspace)
-        if answer.status == 404:
-            raise ServiceError(
-                f"workspace {workspace} was not found (404 {_error_text(answer)}); "
-                "check --subscription, --resource-group and --workspace-name"
-            )
-        return _parse_page(answer)
-
-    return read

@@ -180,6 +180,50 @@ def parse_manifest(
     return _resolve(document, source, defaults, arm_names=arm_names)
 
 
+def _entry_ref(
+    entry: str | ManifestEntry,
+    index: int,
+    source: str,
+    defaults: ConnectionDefaults,
+    *,
+    arm_names: bool,
+) -> JobRef:
+    """``jobs[index]`` as a job reference: a valid name, each connection field from the
+    entry or the command-line default, every ARM path segment valid (unless ``arm_names``
+    is off, for rendering placeholders); one ManifestError line otherwise."""
+    if isinstance(entry, str):
+        entry = ManifestEntry(name=entry)
+    if not JOB_NAME_PATTERN.match(entry.name):
+        raise ManifestError(
+            f"{source}: jobs[{index}] {entry.name!r} is not a valid Azure ML job name "
+            "(letters, digits, '-' and '_', starting with a letter or digit, at most 255)"
+        )
+    missing = []
+    subscription = entry.subscription or defaults.subscription
+    resource_group = entry.resource_group or defaults.resource_group
+    workspace = entry.workspace or defaults.workspace
+    if not subscription:
+        missing.append("subscription (--subscription or AZURE_SUBSCRIPTION_ID)")
+    if not resource_group:
+        missing.append("resource group (-g/--resource-group or AZURE_RESOURCE_GROUP)")
+    if not workspace:
+        missing.append("workspace (-w/--workspace-name or AZUREML_WORKSPACE_NAME)")
+    if missing:
+        raise ManifestError(
+            f"{source}: jobs[{index}] {entry.name}: no {', no '.join(missing)}; "
+            "give it on the command line or in the entry"
+        )
+    assert subscription and resource_group and workspace
+    problem = workspace_ref_problem(subscription, resource_group, workspace)
+    if problem is not None and arm_names:
+        raise ManifestError(
+            f"{source}: jobs[{index}] {entry.name}: {problem}; fix the entry or the "
+            "command-line default"
+        )
+    ref = JobRef(WorkspaceRef(subscription, resource_group, workspace), entry.name)
+    return ref
+
+
 def _resolve(
     document: ManifestDocument, source: str, defaults: ConnectionDefaults, *, arm_names: bool
 ) -> Manifest:
@@ -192,39 +236,10 @@ def _resolve(
     refs: list[JobRef] = []
     seen: dict[JobRef, int] = {}
     for index, entry in enumerate(document.jobs):
-        if isinstance(entry, str):
-            entry = ManifestEntry(name=entry)
-        if not JOB_NAME_PATTERN.match(entry.name):
-            raise ManifestError(
-                f"{source}: jobs[{index}] {entry.name!r} is not a valid Azure ML job name "
-                "(letters, digits, '-' and '_', starting with a letter or digit, at most 255)"
-            )
-        missing = []
-        subscription = entry.subscription or defaults.subscription
-        resource_group = entry.resource_group or defaults.resource_group
-        workspace = entry.workspace or defaults.workspace
-        if not subscription:
-            missing.append("subscription (--subscription or AZURE_SUBSCRIPTION_ID)")
-        if not resource_group:
-            missing.append("resource group (-g/--resource-group or AZURE_RESOURCE_GROUP)")
-        if not workspace:
-            missing.append("workspace (-w/--workspace-name or AZUREML_WORKSPACE_NAME)")
-        if missing:
-            raise ManifestError(
-                f"{source}: jobs[{index}] {entry.name}: no {', no '.join(missing)}; "
-                "give it on the command line or in the entry"
-            )
-        assert subscription and resource_group and workspace
-        problem = workspace_ref_problem(subscription, resource_group, workspace)
-        if problem is not None and arm_names:
-            raise ManifestError(
-                f"{source}: jobs[{index}] {entry.name}: {problem}; fix the entry or the "
-                "command-line default"
-            )
-        ref = JobRef(WorkspaceRef(subscription, resource_group, workspace), entry.name)
+        ref = _entry_ref(entry, index, source, defaults, arm_names=arm_names)
         if ref in seen:
             raise ManifestError(
-                f"{source}: jobs[{index}] {entry.name} is listed twice (first at jobs[{seen[ref]}])"
+                f"{source}: jobs[{index}] {ref.name} is listed twice (first at jobs[{seen[ref]}])"
             )
         seen[ref] = index
         refs.append(ref)

@@ -17,7 +17,7 @@ from typing import Any
 from amlwait.core.clock import Clock, VirtualClock
 from bench.scenario import ScriptedJob, make_jobs
 from bench.sim import ScaledClock, SimulatedNetwork, Simulator
-from bench.strategies import AGENTLESS, STRATEGIES, Known
+from bench.strategies import AGENTLESS, PIPELINE, STRATEGIES, Known
 
 
 def run(config: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +34,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         clock = EventClock()
     strategy, _ = STRATEGIES[config["strategy"]]
     wall_started = time.perf_counter()
-    with Simulator(jobs, clock, seed=config["seed"]) as simulator:
+    pipeline = config["strategy"] in PIPELINE
+    with Simulator(jobs, clock, seed=config["seed"], pipeline=pipeline) as simulator:
         network = SimulatedNetwork(clock, config["seed"])
         started = clock.now()
         cpu_started = time.thread_time()
@@ -65,6 +66,10 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def extra_counts(strategy: str) -> dict[str, Any]:
+    if strategy in PIPELINE:
+        from bench.pipeline_strategy import pipeline_counts
+
+        return dict(pipeline_counts)
     if strategy != "service":
         return {}
     from bench.service_strategy import service_counts

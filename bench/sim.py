@@ -11,6 +11,21 @@
   a PUT). The app's LIST and GET handlers are overridden to send those bytes; everything
   else (request log, faults, auth, routing, throttle, headers, ``nextLink``, paging) is
   the workspace app's own code or unchanged.
+- **Pipeline jobs** (strategy ``amlwait-pipeline``): with ``pipeline=True`` the scenario's
+  jobs are not created up front; they are the *steps* a pipeline job will run. The
+  simulator then registers component versions (``GET``/``PUT WS/components/{name}/versions/
+  {v}``, the local workspace's shapes) and accepts the ``PUT`` of a PipelineJob (checked by
+  the local workspace's own :func:`~amlwait.workspace.pipelines.check_pipeline_properties`):
+  each node becomes a child run, a command job built by the local workspace's
+  :func:`~amlwait.workspace.pipelines.child_properties` (``azureml.nodeid``, display name,
+  ``properties: null`` on ARM) whose statuses follow the scenario job of its display name
+  (timelines count from the simulator's start, like every other strategy's jobs). The
+  children are hidden from LIST and shown by run history's ``…/runs/{id}/children`` as the
+  local workspace shows them; the pipeline's own timeline is derived from theirs with
+  :func:`~amlwait.core.pipeline.derive_pipeline_status`. Only ``continue_on_step_failure:
+  true`` is scripted (a pipeline that stops at its first failed step would change its
+  children's timelines), and a cancel of the pipeline does not reach the steps (no
+  strategy cancels).
 - :class:`SimulatedNetwork`: an httpx transport that, after each real answer, sleeps a
   drawn 30-80 ms on the shared clock, and counts requests, statuses and drops.
 - :class:`ScaledClock`: real time, running ``speed`` times faster (``--check-real-time``).
@@ -19,13 +34,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import random
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -35,19 +52,34 @@ from starlette.types import ASGIApp
 
 from amlwait.core.clock import Clock
 from amlwait.core.jobs import JobRef, WorkspaceRef
+from amlwait.core.pipeline import PIPELINE_JOB_TYPE, derive_pipeline_status
+from amlwait.core.status import JobStatus
 from amlwait.workspace import ScriptedWorkspace
 from amlwait.workspace.app import (
+    _WS,
     AppSettings,
     _ArmApi,
     _job_not_found,
     _job_ref,
     _next_link,
+    _Route,
+    _route,
     _workspace,
     list_query,
 )
 from amlwait.workspace.backend import CancelResult, ListPage, ListQuery
-from amlwait.workspace.document import JobView, job_document
+from amlwait.workspace.components import VERSION_PATH
+from amlwait.workspace.document import JobView, job_document, new_job_properties
+from amlwait.workspace.errors import ArmError
 from amlwait.workspace.faults import FaultMiddleware, FaultPlan
+from amlwait.workspace.pipelines import (
+    check_asset_name,
+    child_properties,
+    component_document,
+    continue_on_step_failure,
+    parse_component_body,
+    parse_component_id,
+)
 from amlwait.workspace.requestlog import RequestLog, RequestLogMiddleware, RequestRecord
 from amlwait.workspace.scripted import ScriptedBackend, _ScriptedJob
 from amlwait.workspace.server import ServerThread
@@ -116,6 +148,11 @@ class _PagedBackend(ScriptedBackend):
         self._slots: dict[JobRef, _Slot] = {}
         self._listed: dict[WorkspaceRef, list[_Slot]] = {}
         self._listed_epoch = -1
+        # Pipeline jobs (see the module docstring): each step's timeline by display name,
+        # each child's pipeline, each registered component version.
+        self.step_timelines: dict[str, Sequence[tuple[float, str]]] = {}
+        self.parents: dict[JobRef, str] = {}
+        self.components: dict[tuple[WorkspaceRef, str, str], tuple[dict[str, Any], float]] = {}
 
     def add(self, job: _ScriptedJob) -> None:
         super().add(job)
@@ -123,6 +160,8 @@ class _PagedBackend(ScriptedBackend):
             self._epoch += 1
 
     def put_job(self, ref: JobRef, properties: Mapping[str, Any]) -> tuple[JobView, bool]:
+        if properties.get("jobType") == PIPELINE_JOB_TYPE:
+            return self._put_pipeline(ref, properties)
         answer = super().put_job(ref, properties)
         with self.lock:
             self._epoch += 1  # new properties; a re-created job also moves to the end
@@ -162,6 +201,102 @@ class _PagedBackend(ScriptedBackend):
             slots, token = self._page(workspace, query)
             return [slot.body for slot in slots], token
 
+    # -- pipeline jobs -------------------------------------------------------------------
+
+    def get_component(
+        self, workspace: WorkspaceRef, name: str, version: str
+    ) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.components.get((workspace, name, version))
+        return (
+            None
+            if found is None
+            else component_document(workspace, name, version, *found, found[1])
+        )
+
+    def put_component(
+        self, workspace: WorkspaceRef, name: str, version: str, properties: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        with self.lock:
+            found = self.components.get((workspace, name, version))
+            if found is not None and found[0].get("componentSpec") != properties.get(
+                "componentSpec"
+            ):
+                raise ArmError(
+                    400,
+                    "UserError",
+                    f"The component '{name}' version '{version}' "
+                    "exists with another componentSpec.",
+                )
+            created = found is None
+            if found is None:
+                found = self.components[(workspace, name, version)] = (properties, self.now())
+        return component_document(workspace, name, version, found[0], found[1], found[1]), created
+
+    def _put_pipeline(self, ref: JobRef, properties: Mapping[str, Any]) -> tuple[JobView, bool]:
+        """Create the pipeline job and one child run per node (the module docstring)."""
+        if not continue_on_step_failure(properties):
+            raise ArmError(
+                400,
+                "UserError",
+                "The simulator scripts pipeline jobs with "
+                "settings.continue_on_step_failure: true only.",
+            )
+        with self.lock:
+            known = ref in self.jobs
+        if known:
+            raise ArmError(409, "UserError", f"The simulator creates pipeline job {ref.name} once.")
+        offset = self._offset()
+        children: list[_ScriptedJob] = []
+        for node_name, node in properties["jobs"].items():
+            where = f"properties.jobs.{node_name}"
+            workspace, name, version = parse_component_id(node.get("componentId"), where)
+            with self.lock:
+                component = self.components.get((workspace, name, version))
+            if component is None:
+                raise ArmError(
+                    404,
+                    "NotFound",
+                    f"{where}.componentId: the component '{name}' "
+                    f"version '{version}' was not found.",
+                )
+            child = child_properties(node_name, node, component[0], properties)
+            timeline = self.step_timelines.get(str(child["displayName"]))
+            if timeline is None:
+                raise ArmError(
+                    400,
+                    "UserError",
+                    f"{where}: the scenario has no job {child['displayName']!r} for this step.",
+                )
+            child_ref = JobRef(
+                ref.workspace, str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ref}/{node_name}"))
+            )
+            children.append(
+                _ScriptedJob(child_ref, list(timeline), new_job_properties(child_ref.name, child))
+            )
+        for child in children:
+            self.parents[child.ref] = ref.name
+            self.add(child)
+        timeline = _pipeline_timeline(offset, [child.timeline for child in children])
+        parent = _ScriptedJob(ref, timeline, new_job_properties(ref.name, dict(properties)))
+        failure = derive_pipeline_status(
+            JobStatus.RUNNING.value,
+            [t[-1][1] or "" for t in [c.timeline for c in children]],
+            continue_on_step_failure=True,
+        ).error
+        parent.failure = ("UserError", failure) if failure else None
+        self.add(parent)
+        view = self.get_job(ref)
+        assert view is not None
+        return view, True
+
+    def _render(
+        self, job: _ScriptedJob, status: str, changed_offset: float, offset: float
+    ) -> JobView:
+        view = super()._render(job, status, changed_offset, offset)
+        parent = self.parents.get(job.ref)
+        return view if parent is None else dataclasses.replace(view, parent=parent)
+
     # -- caches (call with the lock held) --------------------------------------------
 
     def _page(self, workspace: WorkspaceRef, query: ListQuery) -> tuple[list[_Slot], str | None]:
@@ -172,6 +307,7 @@ class _PagedBackend(ScriptedBackend):
         shows_archived = query.view.shows
         tag = query.tag
         page_size = query.page_size
+        hidden = {} if query.include_children else self.parents  # steps: run history only
         offset = self._offset()
         epoch = self._epoch
         listed = self._listing(workspace)
@@ -182,6 +318,7 @@ class _PagedBackend(ScriptedBackend):
                 self._current(slot, offset)
             if (
                 slot.view is None
+                or slot.job.ref in hidden
                 or not shows_archived(slot.archived)
                 or (tag is not None and tag not in slot.tags)
             ):
@@ -245,6 +382,33 @@ class _PagedBackend(ScriptedBackend):
         return slot
 
 
+def _pipeline_timeline(
+    start: float, steps: Sequence[Sequence[tuple[float, str | None]]]
+) -> list[tuple[float, str | None]]:
+    """The pipeline's statuses from ``start`` on, derived from its steps' timelines at each
+    of their changes (:func:`~amlwait.core.pipeline.derive_pipeline_status`)."""
+
+    def status_at(timeline: Sequence[tuple[float, str | None]], at: float) -> str:
+        current = JobStatus.NOT_STARTED.value
+        for offset, status in timeline:
+            if offset > at:
+                break
+            current = status or current
+        return current
+
+    changes = sorted({start, *(at for timeline in steps for at, _ in timeline if at > start)})
+    entries: list[tuple[float, str | None]] = []
+    for at in changes:
+        status = derive_pipeline_status(
+            JobStatus.RUNNING.value,
+            [status_at(timeline, at) for timeline in steps],
+            continue_on_step_failure=True,
+        ).status
+        if not entries or entries[-1][1] != status:
+            entries.append((at, status))
+    return entries
+
+
 class _Rendered(JSONResponse):
     """A ``JSONResponse`` whose content is already encoded (same headers, same bytes)."""
 
@@ -289,18 +453,54 @@ def _create_app(
 ) -> ASGIApp:
     """``amlwait.workspace.app.create_app``, with :class:`_PagedApi` at its heart."""
     api = _PagedApi(backend, settings, throttle, None)
+
+    def where(params: Mapping[str, str]) -> tuple[WorkspaceRef, str, str]:
+        check_asset_name(params["component"], "name")
+        check_asset_name(params["version"], "version")
+        return _workspace(params), params["component"], params["version"]
+
+    async def get_component(request: Request, params: Mapping[str, str]) -> Response:
+        found = backend.get_component(*where(params))
+        if found is None:
+            raise ArmError(
+                404,
+                "NotFound",
+                f"The component '{params['component']}' version "
+                f"'{params['version']}' was not found.",
+            )
+        return JSONResponse(found)
+
+    async def put_component(request: Request, params: Mapping[str, str]) -> Response:
+        properties = parse_component_body(await request.body())
+        document, created = backend.put_component(*where(params), properties)
+        return JSONResponse(document, status_code=201 if created else 200)
+
+    api.routes.append(
+        _Route(
+            _route(_WS + VERSION_PATH),
+            {"GET": get_component, "PUT": put_component},
+            child="components",
+        )
+    )
     return RequestLogMiddleware(FaultMiddleware(api, plan=faults), log=log, clock=clock)
 
 
 class Simulator:
     """The seeded jobs behind the ARM jobs API; use as a context manager."""
 
-    def __init__(self, jobs: list[ScriptedJob], clock: Clock, *, seed: int) -> None:
+    def __init__(
+        self, jobs: list[ScriptedJob], clock: Clock, *, seed: int, pipeline: bool = False
+    ) -> None:
+        """``pipeline``: the jobs are the steps of a pipeline job a strategy will PUT."""
         self.clock = clock
         self.workspace = ScriptedWorkspace(clock)
-        self.workspace.backend = _PagedBackend(clock, self.workspace.start_time)
-        for job in jobs:
-            self.workspace.add_job(WS, job.name, job.timeline, tags={TAG: "bench"})
+        backend = _PagedBackend(clock, self.workspace.start_time)
+        self.workspace.backend = backend
+        if pipeline:
+            backend.step_timelines = {job.name: job.timeline for job in jobs}
+        else:
+            for job in jobs:
+                self.workspace.add_job(WS, job.name, job.timeline, tags={TAG: "bench"})
         fault_rng = random.Random(seed * 7919 + 1)
         fault_lock = threading.Lock()
 

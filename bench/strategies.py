@@ -264,6 +264,20 @@ async def service(
     return await serve(endpoint, clock, network, jobs, seed)
 
 
+async def amlwait_pipeline(
+    endpoint: str,
+    clock: Clock,
+    network: httpx.AsyncBaseTransport,
+    jobs: list[ScriptedJob],
+    seed: int,
+) -> Known:
+    """``submit --as-pipeline`` + ``wait`` + reports on one pipeline job whose steps are the
+    jobs (imported here: only its child loads the submit code)."""
+    from bench.pipeline_strategy import amlwait_pipeline as run_pipeline
+
+    return await run_pipeline(endpoint, clock, network, jobs, seed)
+
+
 STRATEGIES: dict[str, tuple[Strategy, str]] = {
     "naive-60s": (naive_loop, "(1) naive loop: every 60 s, GET each job serially"),
     "sdk-stream": (sdk_stream, "(2a) SDK jobs.stream cadence, one job after another"),
@@ -279,8 +293,14 @@ STRATEGIES: dict[str, tuple[Strategy, str]] = {
         "(3m) amlwait --read-path mlflow, no tag: run-id searches, ARM GET per end",
     ),
     "service": (service, "(4) amlwait serve, Event Grid events, polling as a safety net"),
+    "amlwait-pipeline": (
+        amlwait_pipeline,
+        "(5) submit --as-pipeline + wait + reports: one pipeline job, its steps read at the end",
+    ),
     "baseline": (baseline, "child process + simulator only (no strategy): RSS/CPU floor"),
 }
 # Strategies that hold no agent while they wait (an agentless server job calls them).
 AGENTLESS = frozenset({"service"})
+# Strategies whose jobs are the steps of a pipeline job they submit (bench.sim, pipeline).
+PIPELINE = frozenset({"amlwait-pipeline"})
 SKIPPED: dict[str, str] = {}

@@ -19,6 +19,7 @@ WAITING = [
     "amlwait-mlflow-tag",
     "amlwait-mlflow-notag",
     "service",
+    "amlwait-pipeline",
 ]
 
 
@@ -50,7 +51,9 @@ def test_quick_bench_runs_every_strategy_to_the_end_and_detects_every_job(
         assert result["undetected"] == 0, name
         # Every strategy but the listing ones reads each job at least once by GET (the
         # service only when an event says a job ended, and some events are lost).
-        least = {"amlwait-list": 1, "service": run["n"] // 2}.get(name, run["n"])
+        least = {"amlwait-list": 1, "service": run["n"] // 2, "amlwait-pipeline": 1}.get(
+            name, run["n"]
+        )
         assert result["requests"] >= least, name
         assert result["requests"] == result["server_requests"], name
         assert 0 <= result["latency_min_s"] <= result["latency_p50_s"], name
@@ -87,3 +90,25 @@ def test_quick_bench_service_hears_events_and_verifies_each_end_with_a_read(
     # Events make detection a matter of one delivery (at most 2 s) and a GET, not a poll.
     assert service["latency_p95_s"] < results["amlwait-list"]["latency_p50_s"]
     assert service["requests"] < results["naive-60s"]["requests"] / 5
+
+
+def test_quick_bench_submits_one_pipeline_job_and_reports_every_circuit_from_its_steps(
+    quick_run: dict,  # type: ignore[type-arg]
+) -> None:
+    (run,) = quick_run["runs"]
+    results = {result["strategy"]: result for result in run["results"]}
+    pipeline = results["amlwait-pipeline"]
+    # GET the pipeline (404), GET + PUT its one shared component, PUT the pipeline job
+    # (a retry of an injected 500 or dropped connection may add one or two).
+    assert 4 <= pipeline["submit_requests"] <= 6
+    assert pipeline["components_registered"] == 1
+    # Every circuit reported from run history, each with the scenario's final status.
+    assert pipeline["steps_reported"] == run["n"]
+    assert pipeline["detected"] == run["n"] and pipeline["wrong_outcome"] == 0
+    # 3 % of the scenario's jobs fail, so the pipeline job (continue_on_step_failure) fails.
+    assert pipeline["pipeline_outcome"] == "failed"
+    # One job followed, its steps read once at the end: far fewer requests than listing
+    # the batch, and every circuit is known only once the pipeline job has ended.
+    assert pipeline["requests"] < results["amlwait-list"]["requests"]
+    assert pipeline["latency_min_s"] == pipeline["exit_after_last_end_s"]
+    assert pipeline["report_bytes"] > 0

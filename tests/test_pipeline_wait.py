@@ -4,10 +4,12 @@ surface. Real HTTP against the local workspace, which runs the steps."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,3 +165,83 @@ def test_steps_are_matched_by_node_or_display_name_and_a_missing_one_is_not_foun
     assert result.jobs[0].ended_at - result.jobs[0].started_at == 4.0  # run history's times
     assert "r1" in result.jobs[0].link
     assert (result.outcome, result.requests) == (BatchOutcome.FAILED, 7)
+
+
+def _waited_pipeline() -> Any:
+    from amlwait.core.jobs import JobRef
+    from amlwait.core.status import Outcome
+    from amlwait.core.tracker import BatchOutcome, JobState
+    from amlwait.result import WaitResult
+
+    parent = JobRef(WS, NAME)
+    return WaitResult(
+        outcome=BatchOutcome.FAILED,
+        jobs=[JobState(parent, status="Failed", outcome=Outcome.FAILED)],
+        requests=4, started_at=0.0, ended_at=9.0, deadline=99.0,
+    )  # fmt: skip
+
+
+class _Steps:
+    """A job source that reads steps (or fails to): what ``per_circuit`` asks of one."""
+
+    def __init__(self, answer: Any, requests: int = 0) -> None:
+        self.answer = answer
+        self.requests_sent = requests
+
+    async def pipeline_steps(self, pipeline: Any) -> Any:
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        if self.answer == "hang":
+            await asyncio.sleep(60)
+        self.requests_sent += 1  # the ARM workspace GET
+        return self.answer, 2  # and two data-plane requests
+
+
+def test_per_circuit_reports_all_steps_by_display_name_without_a_manifest() -> None:
+    from amlwait.core.pipeline import StepRun
+    from amlwait.pipeline_wait import per_circuit
+
+    waited = _waited_pipeline()
+    runs = [
+        StepRun("r1", "A_1", "a", "Failed", "boom", None, None, None),
+        StepRun("r2", "B_1", "b", "Completed", None, None, None, None),
+    ]
+
+    made = asyncio.run(per_circuit(waited, waited.jobs[0].ref, _Steps(runs, requests=10)))  # type: ignore[arg-type]
+
+    assert made.problem is None
+    assert [(j.name, j.status, j.reason) for j in made.result.jobs] == [
+        ("A_1", "Failed", "boom"),
+        ("B_1", "Completed", None),
+    ]
+    assert (made.result.outcome, made.result.requests) == (waited.outcome, 4 + 1 + 2)
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ("not a source", "this job source cannot read them"),
+        ("raise", "run history refused the request (403)"),
+        ("hang", "no answer within 0.05 s"),
+    ],
+)
+def test_per_circuit_keeps_the_pipeline_result_and_says_why_when_steps_cannot_be_read(
+    answer: str, why: str
+) -> None:
+    from amlwait.azureml.tracking import TrackingError
+    from amlwait.pipeline_wait import per_circuit
+
+    waited = _waited_pipeline()
+    source: Any = {
+        "not a source": object(),
+        "raise": _Steps(TrackingError("run history refused the request (403)")),
+        "hang": _Steps("hang"),
+    }[answer]
+
+    made = asyncio.run(per_circuit(waited, waited.jobs[0].ref, source, timeout=0.05))
+
+    assert made.result is waited
+    assert made.problem == (
+        f"the steps of pipeline job {NAME} could not be read ({why}); "
+        "the reports show the pipeline job alone"
+    )

@@ -63,6 +63,8 @@ _FORBIDDEN_BELOW = {
              "result", "console"},
     "events": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
     "result": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
+    "pipeline_result": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
+    "pipeline_wait": {"azureml", "workspace", "waiter", "devops", "submit", "service", "cli"},
     "waiter": {"devops", "submit", "service", "cli", "workspace"},
     "readpath": {"devops", "submit", "service", "cli", "workspace"},
     "azureml": {"waiter", "devops", "submit", "service", "cli", "workspace"},

@@ -72,13 +72,27 @@ def per_step_result(
     """``pipeline_result`` with its jobs replaced by the pipeline's steps (see the module
     docstring); ``requests`` is what reading the steps cost."""
     assert manifest.pipeline is not None
-    pipeline = manifest.jobs[0]
+    return steps_result(pipeline_result, manifest.jobs[0], manifest.steps, steps, requests)
+
+
+def steps_result(
+    pipeline_result: WaitResult,
+    pipeline: JobRef,
+    expected: Sequence[tuple[str, str]],
+    steps: Sequence[StepRun],
+    requests: int,
+) -> WaitResult:
+    """``pipeline_result`` (the wait on ``pipeline`` alone) with its jobs replaced by the
+    steps: first each ``(node name, circuit job name)`` of ``expected`` in order, then the
+    steps run history shows beyond them in its order (all of them when ``expected`` is
+    empty, as for the service, which has no manifest); ``requests`` is what reading the
+    steps cost, added to the result's."""
     pipeline_ended = any(job.finished for job in pipeline_result.jobs)
     by_node = {s.node: s for s in steps if s.node}
     by_name = {s.display_name: s for s in steps}
     used: set[str] = set()
     jobs: list[JobState] = []
-    for node, name in manifest.steps:
+    for node, name in expected:
         step = by_node.get(node) or by_name.get(name)
         if step is None:
             missing = JobState(

@@ -153,6 +153,7 @@ def parse_job(body: Any) -> JobSnapshot:
     tags = _object(properties.get("tags"), "properties.tags")
     created = _object(job.get("systemData"), "systemData").get("createdAt")
     experiment = _optional_text(properties.get("experimentName"), "properties.experimentName")
+    job_type = _optional_text(properties.get("jobType"), "properties.jobType")
     return JobSnapshot(
         name=name,
         status=status or JobStatus.UNKNOWN.value,
@@ -160,6 +161,7 @@ def parse_job(body: Any) -> JobSnapshot:
         studio_url=str(studio) if studio else None,
         created_at=str(created) if created else None,
         experiment=str(experiment) if experiment else None,
+        job_type=job_type,
     )
 
 

@@ -60,6 +60,7 @@ from amlwait.azureml.credentials import TokenProvider, default_token_provider, i
 from amlwait.core.budget import RequestBudget
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
+from amlwait.core.pipeline import StepRun
 from amlwait.core.retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
 from amlwait.core.source import RunReader
 from amlwait.errors import AuthenticationError, InputError, ListingError, ServiceError
@@ -512,6 +513,13 @@ class ArmJobSource:
         from amlwait.azureml.tracking import ServiceRunReader
 
         return ServiceRunReader(self, clock=self.clock, transport=self._transport)
+
+    async def pipeline_steps(self, pipeline: JobRef) -> tuple[list[StepRun], int]:
+        """The steps of pipeline job ``pipeline`` as run history lists them, and the
+        data-plane requests it took (:func:`amlwait.azureml.pipeline_steps.read_steps`)."""
+        from amlwait.azureml.pipeline_steps import read_steps
+
+        return await read_steps(self, pipeline)
 
     async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None:
         """The job's whole ARM body (for re-submission), or ``None`` when not found.

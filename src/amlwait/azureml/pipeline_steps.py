@@ -53,7 +53,7 @@ def step_of(run: dict[str, Any]) -> StepRun:
 async def read_steps(arm: ArmJobSource, pipeline: JobRef) -> tuple[list[StepRun], int]:
     """Every step of ``pipeline`` as run history lists them, and the data-plane requests
     it took (the ARM workspace GET is counted by ``arm``)."""
-    reader = ServiceRunReader(arm)
+    reader = ServiceRunReader(arm, clock=arm.clock, transport=arm._transport)
     try:
         client = await reader.client(pipeline.workspace)
         base = client.endpoints.history

@@ -71,6 +71,7 @@ class JobSnapshot:
     studio_url: str | None = None
     created_at: str | None = None
     experiment: str | None = None  # the job's experimentName (its MLflow experiment)
+    job_type: str | None = None  # properties.jobType ("Command", "Pipeline", ...) when sent
 
 
 def studio_url_for(ref: JobRef) -> str:

@@ -4,7 +4,12 @@ A :class:`Follow` is created by the watcher for each wait it holds a lease on. W
 request named no jobs, the batch is first listed by its tag until ``expectedJobs`` jobs
 carry it (it fails if fewer have appeared when the not-found grace ends). Then one
 :class:`~amlwait.waiter.Waiter` reads the batch; progress (jobs, statuses) is saved with the
-lease and feed lines go to the outbox. At the end :meth:`Store.finish_wait` stores the
+lease and feed lines go to the outbox. When the batch found by its tag is one pipeline job
+(``jobType: Pipeline``, as ``submit --as-pipeline`` makes it), the pipeline job decides the
+outcome and, once it ended, its steps are read once from run history and reported one per
+circuit (:func:`amlwait.pipeline_wait.per_circuit`, as ``amlwait wait`` does on a pipeline
+manifest): the feed, the summary log, the failure reason and the stored states name the
+circuits. At the end :meth:`Store.finish_wait` stores the
 outcome together with the closing feed lines, the summary log and the ``TaskCompleted``
 message, in one step, and every :class:`~amlwait.service.hooks.WaitHook` is told.
 
@@ -27,11 +32,13 @@ from amlwait.console import PlainReporter, summary_lines
 from amlwait.core.clock import Clock
 from amlwait.core.duration import format_duration
 from amlwait.core.jobs import JobRef, WorkspaceRef, job_name_problem, workspace_ref_problem
+from amlwait.core.pipeline import PIPELINE_JOB_TYPE
 from amlwait.core.policy import PollPolicy
 from amlwait.core.source import JobSource
 from amlwait.core.tracker import BatchOutcome, JobState
 from amlwait.core.wording import count
 from amlwait.errors import AmlwaitError
+from amlwait.pipeline_wait import per_circuit
 from amlwait.redact import scrub
 from amlwait.result import WaitResult
 from amlwait.service.devops_client import feed_line
@@ -110,6 +117,7 @@ class Follow:
         self.waiter: Waiter | None = None
         self.jobs: list[str] = []
         self.job_set: frozenset[str] = frozenset()  # ``jobs``, for an event's lookup
+        self.pipeline = False  # ``jobs`` is one pipeline job: report its steps at the end
         self.task: asyncio.Task[None] | None = None
         self.saved: dict[str, Any] | None = None
         self.lost = False
@@ -170,6 +178,7 @@ class Follow:
         if problem is not None:
             await self._finish(BatchOutcome.FAILED, f"the wait cannot be followed: {problem}", [])
             return
+        self.pipeline = bool(saved.get("pipeline"))
         if saved:
             self.say(f"amlwait service {self.context.owner} resumes this wait")
         if not names:
@@ -179,10 +188,13 @@ class Follow:
             names = discovered
         self.jobs = names
         self.job_set = frozenset(names)
-        await self._save({"jobs": names, "states": []})
-        result = await self._wait([JobRef(workspace, name) for name in names])
+        await self._save(self._progress([]))
+        refs = [JobRef(workspace, name) for name in names]
+        result = await self._wait(refs)
         if result is None or result.outcome is BatchOutcome.INTERRUPTED or self.lost:
             return
+        if self.pipeline:
+            result = await self._per_circuit(result, refs[0])
         retrying = getattr(self.context.source, "last_problem", None)
         reason = _reason(result, retrying)
         await self._finish(result.outcome, reason, summary_lines(result), result)
@@ -222,6 +234,12 @@ class Follow:
                 names = sorted({job.name for job in listing})
                 if len(names) >= expected:
                     self.say(f"Found {count(len(names), 'job')} tagged {self.tag!r}")
+                    self.pipeline = len(listing) == 1 and listing[0].job_type == PIPELINE_JOB_TYPE
+                    if self.pipeline:
+                        self.say(
+                            f"{names[0]} is a pipeline job: it decides the outcome, and its "
+                            "steps are reported per circuit when it ends"
+                        )
                     return names
                 if len(names) != seen:
                     seen = len(names)
@@ -271,6 +289,29 @@ class Follow:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
         return None
+
+    async def _per_circuit(self, result: WaitResult, pipeline: JobRef) -> WaitResult:
+        """The pipeline job's result per step, or as it is (with a feed line) when the steps
+        cannot be read: the outcome stays the pipeline job's either way."""
+        self.say(f"Reading the steps of pipeline job {pipeline.name}")
+        try:
+            made = await per_circuit(result, pipeline, self.context.source)
+        except Exception as error:  # a report that cannot be made must not lose the outcome
+            self.say(
+                f"the steps of pipeline job {pipeline.name} could not be read "
+                f"({read_problem(error)}); the reports show the pipeline job alone"
+            )
+            return result
+        if made.problem is not None:
+            self.say(made.problem)
+        return made.result
+
+    def _progress(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """The progress document saved with the lease (a resumed wait reads it back)."""
+        document: dict[str, Any] = {"jobs": self.jobs, "states": states}
+        if self.pipeline:
+            document["pipeline"] = True
+        return document
 
     def _options(self) -> WaitOptions:
         request, settings = self.record.request, self.context.settings
@@ -335,7 +376,7 @@ class Follow:
             self.context.queued()
         if self.waiter is not None:
             states = [_job_document(job) for job in self.waiter.tracker.jobs.values()]
-            await self._save({"jobs": self.jobs, "states": states})
+            await self._save(self._progress(states))
 
     async def _save(self, document: dict[str, Any]) -> None:
         if document == self.saved:
@@ -419,8 +460,7 @@ class Follow:
             else list((self.saved or {}).get("states", []))
         )
         return {
-            "jobs": self.jobs,
-            "states": states,
+            **self._progress(states),
             "outcome": outcome.value,
             "reason": reason,
             "result": devops_result,

@@ -22,6 +22,7 @@ from amlwait.core.clock import Clock
 from amlwait.core.jobs import JobRef
 from amlwait.core.retry import RetryPolicy
 from amlwait.readpath import mlflow_waiter
+from amlwait.result import WaitResult
 from amlwait.waiter import Waiter
 from bench.scenario import TAG, ScriptedJob
 from bench.sim import API_VERSION, WS
@@ -153,14 +154,27 @@ async def _amlwait(
     tag: str | None,
 ) -> Known:
     refs = [JobRef(WS, job.name) for job in jobs]
-    async with ArmJobSource(
+    async with _arm_source(endpoint, clock, network, seed) as source:
+        result = await Waiter(refs, source, clock=clock, tag=tag).run()
+    return _known(result)
+
+
+def _arm_source(
+    endpoint: str, clock: Clock, network: httpx.AsyncBaseTransport, seed: int
+) -> ArmJobSource:
+    """The ARM source every amlwait strategy reads through: the bench's network, its clock,
+    and retry jitter seeded per run."""
+    return ArmJobSource(
         endpoint=endpoint,
         credential=StaticToken("bench"),
         clock=clock,
         retry=RetryPolicy(rng=random.Random(seed)),
         transport=network,
-    ) as source:
-        result = await Waiter(refs, source, clock=clock, tag=tag).run()
+    )
+
+
+def _known(result: WaitResult) -> Known:
+    """Each finished job's name → (when amlwait saw it end, its status)."""
     return {
         job.name: (job.finished_at, job.status or "")
         for job in result.jobs
@@ -200,22 +214,12 @@ async def _amlwait_mlflow(
 ) -> Known:
     refs = [JobRef(WS, job.name) for job in jobs]
     notes: list[str] = []
-    async with ArmJobSource(
-        endpoint=endpoint,
-        credential=StaticToken("bench"),
-        clock=clock,
-        retry=RetryPolicy(rng=random.Random(seed)),
-        transport=network,
-    ) as source:
+    async with _arm_source(endpoint, clock, network, seed) as source:
         waiter = mlflow_waiter(refs, source, mode="mlflow", note=notes.append, clock=clock, tag=tag)
         result = await waiter.run()
     if notes:
         raise RuntimeError(f"the MLflow read path fell back: {notes[0]}")
-    return {
-        job.name: (job.finished_at, job.status or "")
-        for job in result.jobs
-        if job.finished_at is not None and job.finished
-    }
+    return _known(result)
 
 
 async def amlwait_mlflow_tag(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from amlwait.core.clock import VirtualClock
 from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.workspace import LocalWorkspace, ScriptedWorkspace
 from amlwait.workspace.errors import ArmError
-from amlwait.workspace.tracking import parse_filter
+from amlwait.workspace.tracking import RunApi, parse_filter
 from tests.workspace.helpers import (
     WORKSPACE,
     arm_client,
@@ -185,3 +186,45 @@ def test_a_data_dir_of_schema_1_is_migrated_and_its_jobs_kept(tmp_path: Path) ->
 
     assert view is not None and view.status == "Failed"
     assert (view.error_code, view.started_at, view.ended_at) == ("UserError", None, None)
+
+
+def test_a_run_id_search_looks_its_runs_up_by_name_with_the_scans_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = VirtualClock()
+    with ScriptedWorkspace(clock) as scripted, arm_client(scripted.endpoint) as client:
+        for i in range(30):
+            status = "Failed" if i % 3 == 0 else "Completed"
+            scripted.add_job(
+                WORKSPACE, f"run_{i:02d}", [(0, "Running"), (10 + i, status)], tags={"b": "1"}
+            )
+        clock.advance(100)
+        experiment = client.get(
+            f"{MLFLOW}/experiments/get-by-name", params={"experiment_name": "Default"}
+        ).json()["experiment"]["experiment_id"]
+        ids = ", ".join(f"'run_{i:02d}'" for i in (4, 3, 29, 8)) + ", 'no_such_run', '..'"
+        body = {
+            "experiment_ids": [experiment],
+            "filter": f"attributes.run_id IN ({ids}) AND attributes.status = 'FINISHED'",
+            "order_by": ["end_time DESC"],
+            "max_results": 2,
+        }
+
+        def search() -> list[dict[str, Any]]:
+            first = client.post(f"{MLFLOW}/runs/search", json=body).json()
+            token = {"page_token": first["next_page_token"]}
+            return [first, client.post(f"{MLFLOW}/runs/search", json=body | token).json()]
+
+        with monkeypatch.context() as scan:  # the answer of reading every run
+            scan.setattr(RunApi, "_candidates", lambda self, ws, conditions: self._all(ws))
+            scanned = search()
+
+        def no_listing(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a run_id search listed the workspace's jobs")
+
+        monkeypatch.setattr(scripted.backend, "list_jobs", no_listing)
+        looked_up = search()
+
+    names = [run["info"]["run_id"] for page in looked_up for run in page["runs"]]
+    assert names == ["run_29", "run_08", "run_04"]  # FINISHED only, latest end first
+    assert looked_up == scanned

@@ -318,6 +318,27 @@ class RunApi:
             if token is None:
                 return
 
+    def _candidates(
+        self, workspace: WorkspaceRef, conditions: list[tuple[str, str, str, tuple[str, ...]]]
+    ) -> Iterator[JobView]:
+        """The runs a search must look at: with a ``run_id =``/``IN`` condition only the
+        runs it names (looked up by name, as a store finds a run by its key), otherwise
+        every run. The answer is the same either way; the lookup keeps a search for 500
+        ids from reading all of a 10,000-run workspace."""
+        named = [
+            values
+            for kind, name, op, values in conditions
+            if kind == "attribute" and name == "run_id" and op in ("=", "IN")
+        ]
+        if not named:
+            yield from self._all(workspace)
+            return
+        for run in sorted(set(named[0])):
+            if is_valid_job_name(run):
+                view = self.backend.get_job(JobRef(workspace, run))
+                if view is not None:
+                    yield view
+
     async def history_run(self, request: Request, params: Mapping[str, str]) -> Response:
         return JSONResponse(history_run(self._view(params, params["name"]), details=False))
 
@@ -393,7 +414,7 @@ class RunApi:
         offset = _int(body.get("page_token") or 0, 0, "page_token")
         runs = [
             view
-            for view in self._all(workspace)
+            for view in self._candidates(workspace, conditions)
             if experiment_id(workspace, experiment_name(view)) in wanted
             and _matches(view, conditions)
         ]

@@ -82,6 +82,34 @@ def test_a_status_change_of_any_unfinished_job_lists_the_batch_again_after_poll_
     ]
 
 
+@pytest.mark.parametrize(
+    ("size", "interval"),
+    [
+        (100, 15.0),
+        (1_200, 15.0),
+        (1_201, 15.6),
+        (2_000, 24.0),
+        (4_000, 48.0),
+        (10_000, 120.0),
+        (30_000, 120.0),
+    ],
+)
+def test_a_large_batch_is_listed_no_faster_than_its_pages_allow(size: int, interval: float) -> None:
+    policy = PollPolicy(poll_interval=15.0, max_poll_interval=120.0)
+    schedule = ListingSchedule(policy, tag="batch-1", concurrency=16)
+    jobs = jobs_in(WS, *(f"J{i:05d}" for i in range(size)))
+    read = ListJobs(WS, jobs)
+    running = snapshots(*((job.name, "Running") for job in jobs))
+    schedule.take_listing(read, running, by_ref(jobs), 0.0)
+    # A change would list it again after poll_interval; its pages keep it to 1.2 s each,
+    # up to max_poll_interval.
+    changed = snapshots(
+        *((job.name, "Completed" if i == 0 else "Running") for i, job in enumerate(jobs))
+    )
+    seen = schedule.take_listing(read, changed, by_ref(jobs), 100.0)
+    assert seen.batch_due - 100.0 == pytest.approx(interval)
+
+
 def test_finished_jobs_count_as_held_but_are_not_observed_and_do_not_reset_the_back_off() -> None:
     schedule = tagged()
     running = jobs_in(WS, "A")

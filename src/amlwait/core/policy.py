@@ -15,7 +15,8 @@ class PollPolicy:
     stays in one state is read at least every ``max_poll_interval``. A batch read by LIST
     (a tag) backs off as a whole: one page costs one request whatever it holds, so the
     listing is repeated after ``poll_interval`` when any job in it changed, and otherwise
-    after the backed-off interval of the previous listing.
+    after the backed-off interval of the previous listing (and no faster than the
+    listing's pages allow: :func:`amlwait.core.schedule.listing_floor`).
 
     ``not_found_grace``: a listed job the service does not know fails once it has been
     missing this long (it may still be being submitted).

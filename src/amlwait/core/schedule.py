@@ -20,6 +20,12 @@ The rules, per workspace:
   ``poll_interval`` when any unfinished job listed changed status (or on the first
   listing), otherwise ``min(max_poll_interval, max(poll_interval, previous * backoff))``
   (``backoff`` 1.5 by default: 15 s, 22.5 s, 33.75 s … up to 2 min).
+- A large batch is listed no faster than its pages allow: ``interval`` is at least
+  ``SECONDS_PER_PAGE`` for each ``PAGE_SIZE`` jobs the last listing held (capped at
+  ``max_poll_interval``), so one batch's listing keeps to under one request per
+  ``SECONDS_PER_PAGE`` whatever its size (10,000 jobs: every 2 min, not every 15 s) and
+  its requests per job do not grow with the batch. Batches of up to 1,200 jobs are not
+  slowed by it.
 - A due job the listing lacks (not tagged, or not created yet) is read by GET now and
   counts as absent from listings until a listing holds it again.
 """
@@ -33,6 +39,17 @@ from dataclasses import dataclass
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.policy import PollPolicy
 from amlwait.core.tracker import JobState
+
+# ARM's Jobs_List pages (a job list of L jobs costs about L / PAGE_SIZE requests), and the
+# least seconds between listings for each page of the batch (see the module docstring).
+PAGE_SIZE = 100
+SECONDS_PER_PAGE = 1.2
+
+
+def listing_floor(policy: PollPolicy, listed: int) -> float:
+    """The least interval between two listings of ``listed`` jobs under ``policy``."""
+    pages = math.ceil(listed / PAGE_SIZE)
+    return min(policy.max_poll_interval, pages * SECONDS_PER_PAGE)
 
 
 @dataclass(frozen=True)
@@ -129,7 +146,10 @@ class ListingSchedule:
         listed = [(names[s.name], s) for s in listing if s.name in names]
         observed = [(job, snapshot) for job, snapshot in listed if not job.finished]
         changed = any(job.status != snapshot.status for job, snapshot in observed)
-        interval = self.policy.next_interval(self._intervals.get(read.workspace), changed)
+        interval = max(
+            self.policy.next_interval(self._intervals.get(read.workspace), changed),
+            listing_floor(self.policy, len(listing)),
+        )
         self._intervals[read.workspace] = interval
         self._next_listing[read.workspace] = batch_due = now + interval
         self._listed[read.workspace] = len(listed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -113,22 +114,51 @@ def targets(runs: list[dict[str, Any]]) -> list[str]:
                 )
                 if n >= 10_000:
                     rss = result.get("peak_rss_mb") or math.inf
+                    limit = RSS_LIMIT_MB.get(name, 150)
                     lines.append(
-                        f"N={n:,} {name}: peak RSS {rss} MB (target ≤ 150: "
-                        f"{'met' if rss <= 150 else 'missed'})"
+                        f"N={n:,} {name}: peak RSS {rss} MB (target ≤ {limit}: "
+                        f"{'met' if rss <= limit else 'missed'})"
                     )
+    lines += cpu_growth(by_n, "service", CPU_GROWTH_LIMIT)
+    lines += per_job_trend(by_n)
+    return lines
+
+
+# Issue 13: the service's one wait of 10,000 jobs, peak RSS and CPU against its N = 1,000.
+RSS_LIMIT_MB = {"service": 200}
+CPU_GROWTH_LIMIT = 12.0
+# Every amlwait strategy: requests per job flat or falling with N (5 % for noise).
+PER_JOB_SLACK = 1.05
+
+
+def cpu_growth(by_n: dict[int, dict[str, Any]], name: str, limit: float) -> list[str]:
+    """``name``'s child CPU at N = 10,000 against N = 1,000, when both were run."""
+    small, large = by_n.get(1_000, {}).get(name), by_n.get(10_000, {}).get(name)
+    if not small or not large or not small.get("cpu_s") or not large.get("cpu_s"):
+        return []
+    ratio = large["cpu_s"] / small["cpu_s"]
+    return [
+        f"N=10,000 {name}: child CPU {large['cpu_s']:,.1f} s = {ratio:.1f}× its N=1,000 CPU "
+        f"(target ≤ {limit:g}×: {'met' if ratio <= limit else 'missed'})"
+    ]
+
+
+def per_job_trend(by_n: dict[int, dict[str, Any]]) -> list[str]:
+    """Requests per job from the smallest N to the largest, per amlwait strategy."""
+    lines = []
     ns = sorted(by_n)
-    for name in MEASURED:
+    for name in [*MEASURED, "amlwait-pipeline"]:
         points = [
-            (n, by_n[n][name]["requests"]) for n in ns if by_n[n].get(name, {}).get("requests")
+            (n, by_n[n][name]["requests"] / n) for n in ns if by_n[n].get(name, {}).get("requests")
         ]
-        if len(points) >= 2:
-            (n0, r0), (n1, r1) = points[0], points[-1]
-            exponent = math.log(r1 / r0) / math.log(n1 / n0)
-            lines.append(
-                f"{name}: requests grow as N^{exponent:.2f} from N={n0:,} to N={n1:,} "
-                f"(target ≤ linear: {'met' if exponent <= 1.05 else 'missed'})"
-            )
+        if len(points) < 2:
+            continue
+        flat = all(b <= a * PER_JOB_SLACK for (_, a), (_, b) in itertools.pairwise(points))
+        trend = " → ".join(f"{per_job:.2f}" for _, per_job in points)
+        lines.append(
+            f"{name}: requests per job {trend} from N={points[0][0]:,} to N={points[-1][0]:,} "
+            f"(target flat or falling: {'met' if flat else 'missed'})"
+        )
     return lines
 
 

@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from amlwait.azureml.arm import ArmJobSource
-from amlwait.azureml.mlflow_runs import MlflowRuns
+from amlwait.azureml.tracking import MlflowSearches
 from amlwait.core.changes import DEFAULT_BATCH_SIZE, DEFAULT_SEARCH_INTERVAL, ChangeSchedule
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.policy import PollPolicy
@@ -73,7 +73,7 @@ class MlflowChanges:
 
     def __init__(
         self,
-        runs: MlflowRuns,
+        runs: MlflowSearches,
         *,
         tag: str | None,
         mode: str,
@@ -248,7 +248,7 @@ def mlflow_changes(
         return None
     interval = SEARCH_SHARE * policy.poll_interval
     return MlflowChanges(
-        MlflowRuns(source), tag=tag, mode=mode, arm_policy=policy, note=note, interval=interval
+        MlflowSearches(source), tag=tag, mode=mode, arm_policy=policy, note=note, interval=interval
     )
 
 

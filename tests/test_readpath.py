@@ -243,16 +243,24 @@ def test_auto_reads_arm_only_when_the_workspace_has_no_tracking_uri(
     assert _kinds(workspace.requests)["searches"] == []
 
 
+def _cli_wait(
+    tmp_path: Any, *flags: str, end: float = 6.0
+) -> tuple[Any, list[RequestRecord], float]:
+    """``amlwait wait`` over two tagged jobs that end at ``end`` s: the finished process,
+    the workspace's request log and its start time."""
+    with ScriptedWorkspace() as ws:
+        for name in ("RP_CLI_A", "RP_CLI_B"):
+            ws.add_job(WS, name, [(0, "Running"), (end, "Completed")], tags={TAG: "2"})
+        path = manifest(tmp_path, {"jobs": ["RP_CLI_A", "RP_CLI_B"], "tag": TAG})
+        done = amlwait("wait", path, *flags, *FAST, endpoint=ws.endpoint)
+        return done, ws.requests, ws.start_time
+
+
 @pytest.mark.usefixtures("no_tracking_uri")
 def test_amlwait_wait_by_default_reads_arm_with_one_line_without_a_tracking_uri(
     tmp_path: Any,
 ) -> None:
-    with ScriptedWorkspace() as ws:
-        for name in ("RP_CLI_A", "RP_CLI_B"):
-            ws.add_job(WS, name, [(0, "Running"), (1.0, "Completed")], tags={TAG: "2"})
-        path = manifest(tmp_path, {"jobs": ["RP_CLI_A", "RP_CLI_B"], "tag": TAG})
-        done = amlwait("wait", path, *FAST, endpoint=ws.endpoint)
-        requests = ws.requests
+    done, requests, _ = _cli_wait(tmp_path, end=1.0)
     assert done.returncode == 0, done.stdout + done.stderr
     notes = [line for line in done.stdout.splitlines() if "reading ARM only" in line]
     assert notes == [
@@ -263,18 +271,13 @@ def test_amlwait_wait_by_default_reads_arm_with_one_line_without_a_tracking_uri(
 
 
 def test_amlwait_wait_reads_by_mlflow_search_by_default(tmp_path: Any) -> None:
-    with ScriptedWorkspace() as ws:
-        for name in ("RP_CLI_A", "RP_CLI_B"):
-            ws.add_job(WS, name, [(0, "Running"), (6.0, "Completed")], tags={TAG: "2"})
-        path = manifest(tmp_path, {"jobs": ["RP_CLI_A", "RP_CLI_B"], "tag": TAG})
-        done = amlwait("wait", path, *FAST, endpoint=ws.endpoint)
-        requests = ws.requests
+    done, requests, start = _cli_wait(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "reading ARM only" not in done.stdout
     kinds = _kinds(requests)
     # Searches before the jobs end (6 s) are the read path's: the run reader searches
     # only for the times of ended runs.
-    early = [r for r in kinds["searches"] if r.time < ws.start_time + 5.0]
+    early = [r for r in kinds["searches"] if r.time < start + 5.0]
     assert early, "the default (auto) sent no MLflow search while the jobs ran"
     # ARM confirms each end MLflow reported by one GET (listings: the safety net only).
     assert set(kinds["gets"]) <= {"RP_CLI_A", "RP_CLI_B"}
@@ -323,12 +326,7 @@ def test_read_path_mlflow_without_a_tracking_uri_is_one_line_and_exit_2(
 
 
 def test_amlwait_wait_read_path_mlflow_finds_the_ends_by_search(tmp_path: Any) -> None:
-    with ScriptedWorkspace() as ws:
-        for name in ("RP_CLI_A", "RP_CLI_B"):
-            ws.add_job(WS, name, [(0, "Running"), (6.0, "Completed")], tags={TAG: "2"})
-        path = manifest(tmp_path, {"jobs": ["RP_CLI_A", "RP_CLI_B"], "tag": TAG})
-        done = amlwait("wait", path, "--read-path", "mlflow", *FAST, endpoint=ws.endpoint)
-        requests = ws.requests
+    done, requests, _ = _cli_wait(tmp_path, "--read-path", "mlflow")
     assert done.returncode == 0, done.stdout + done.stderr
     kinds = _kinds(requests)
     assert kinds["searches"], "no MLflow search was sent"

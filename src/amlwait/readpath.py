@@ -2,7 +2,7 @@
 
 ``--read-path``:
 
-- ``arm`` (the default, as before): every read is ARM (a paged LIST per workspace with a
+- ``arm``: every read is ARM (a paged LIST per workspace with a
   tag, GETs without), and progress shows every status change.
 - ``mlflow``: every ``SEARCH_SHARE`` x ``--poll-interval`` seconds (20 s by default) one
   small MLflow ``runs/search`` per workspace (with a tag: the batch's runs that ended
@@ -16,8 +16,11 @@
   job is ARM (it names the job's experiment, which MLflow searches within). A workspace
   without a tracking URI is bad input (exit 2); a search that is refused or keeps
   failing ends the wait as an Azure ML failure.
-- ``auto``: ``mlflow`` when every workspace advertises a tracking URI and the first
-  search answers; otherwise ``arm``, with a one-line note saying why.
+- ``auto`` (the default of ``amlwait wait``): ``mlflow`` when every workspace advertises
+  a tracking URI and the first search answers within ``FIRST_SEARCH_SECONDS``;
+  otherwise ``arm``, with a one-line note saying why. A search that keeps failing later
+  also leaves ``auto`` on ARM alone (one note), never ends the wait. A one-shot check
+  (``--timeout 0``) reads ARM directly: a search could only add requests to it.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, cast
 
 from amlwait.azureml.arm import ArmJobSource
-from amlwait.azureml.mlflow_runs import MlflowRuns
+from amlwait.azureml.tracking import MlflowSearches
 from amlwait.core.changes import DEFAULT_BATCH_SIZE, DEFAULT_SEARCH_INTERVAL, ChangeSchedule
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 from amlwait.core.policy import PollPolicy
 from amlwait.core.source import JobResubmitter, JobSource, RunReader
 from amlwait.errors import AmlwaitError, InputError
-from amlwait.throttle import read_deadline
+from amlwait.throttle import DeadlineReached, read_deadline
 
 if TYPE_CHECKING:
     from amlwait.core.clock import Clock
@@ -53,6 +56,10 @@ SEARCH_SHARE = DEFAULT_SEARCH_INTERVAL / 15.0
 # is read at each search anyway).
 SAFETY_SHARE = 15.0
 SAFETY_SHARE_PER_JOB = 30.0
+# How long ``auto`` gives the workspace check and the first search (retries included)
+# before it reads ARM alone: one ARM request's time limit, so a search that hangs or keeps
+# failing delays the wait's ARM reads by at most this much once.
+FIRST_SEARCH_SECONDS = 30.0
 
 
 def safety_policy(policy: PollPolicy, *, tagged: bool) -> PollPolicy:
@@ -73,7 +80,7 @@ class MlflowChanges:
 
     def __init__(
         self,
-        runs: MlflowRuns,
+        runs: MlflowSearches,
         *,
         tag: str | None,
         mode: str,
@@ -138,6 +145,15 @@ class MlflowChanges:
         self.note(f"amlwait: reading ARM only (--read-path auto): {why}")
         return False
 
+    def _probe_limit(self, now: float) -> float | None:
+        """The read deadline ``auto`` gives the check and the first search:
+        ``FIRST_SEARCH_SECONDS`` from ``now``; None when that is not sooner than the
+        wait's own (then running out of time is the wait's deadline, not MLflow's)."""
+        if self.mode != "auto" or self.answered:
+            return None
+        limit = now + FIRST_SEARCH_SECONDS
+        return limit if limit < read_deadline.get() else None
+
     async def poll(self, waiter: Waiter) -> None:
         """Send the searches due now and wake the jobs they say ended. The first call
         checks the workspaces' tracking URIs (``auto`` falls back to ARM's policy)."""
@@ -145,7 +161,19 @@ class MlflowChanges:
         if not self.checked:
             self.checked = True
             workspaces = sorted({ref.workspace for ref in jobs})
-            if not await self.check(workspaces):
+            probe = self._probe_limit(waiter.clock.now())
+            limited = read_deadline.set(read_deadline.get() if probe is None else probe)
+            try:
+                usable = await self.check(workspaces)
+            except DeadlineReached:
+                if probe is None:
+                    raise
+                usable = self._off(
+                    f"its resource did not answer within {FIRST_SEARCH_SECONDS:.0f} s"
+                )
+            finally:
+                read_deadline.reset(limited)
+            if not usable:
                 waiter.use_policy(self.arm_policy)
                 return
         if self.next_due > waiter.clock.now():
@@ -160,8 +188,13 @@ class MlflowChanges:
         # whatever the server answers.
         page_bound = len(jobs) // self.schedule.page_size + 2
         # A search is retried a bounded number of times (RetryPolicy.attempts), not until
-        # the wait's deadline: when MLflow keeps failing, ARM alone goes on.
-        bounded = read_deadline.set(math.inf)
+        # the wait's deadline: when MLflow keeps failing, ARM alone goes on. ``auto``'s
+        # first search is bounded by time instead (FIRST_SEARCH_SECONDS, or the wait's
+        # deadline when that comes first).
+        probing = self.mode == "auto" and not self.answered
+        probe = self._probe_limit(waiter.clock.now())
+        limit = read_deadline.get() if probing else math.inf
+        bounded = read_deadline.set(limit if probe is None else probe)
         try:
             for search in searches:
                 page = search
@@ -181,11 +214,14 @@ class MlflowChanges:
                     if result.next_page is None:
                         break
                     page = result.next_page
-        except AmlwaitError as error:
+        except (AmlwaitError, DeadlineReached) as error:
             read_deadline.reset(bounded)
-            if self.mode == "mlflow" or self.answered:
-                raise
-            self._off(f"the MLflow search was refused ({error})")
+            if self.mode == "mlflow" or (isinstance(error, DeadlineReached) and probe is None):
+                raise  # mlflow: MLflow is required; else the wait's own deadline came
+            if isinstance(error, DeadlineReached):
+                self._off(f"the MLflow search did not answer within {FIRST_SEARCH_SECONDS:.0f} s")
+            else:
+                self._off(f"the MLflow search was refused ({error})")
             waiter.use_policy(self.arm_policy)
             waiter.tracker.read_all_by(waiter.clock.now())
             return
@@ -248,7 +284,7 @@ def mlflow_changes(
         return None
     interval = SEARCH_SHARE * policy.poll_interval
     return MlflowChanges(
-        MlflowRuns(source), tag=tag, mode=mode, arm_policy=policy, note=note, interval=interval
+        MlflowSearches(source), tag=tag, mode=mode, arm_policy=policy, note=note, interval=interval
     )
 
 
@@ -266,10 +302,13 @@ def mlflow_waiter(
 ) -> Waiter:
     """A :class:`~amlwait.waiter.Waiter` reading by ``--read-path mode``: for ``auto`` and
     ``mlflow`` it polls ARM on the safety net (:func:`safety_policy`) and MLflow's
-    searches wake the jobs that ended."""
+    searches wake the jobs that ended. ``auto`` with ``options.timeout`` 0 (read every
+    job once) reads ARM only, silently: a search could only add requests to one read."""
     from amlwait.waiter import Waiter, WaitOptions
 
     options = options or WaitOptions()
+    if mode == "auto" and options.timeout <= 0:
+        mode = "arm"
     changes = mlflow_changes(source, tag=tag, mode=mode, policy=options.policy, note=note)
     if changes is None:
         return Waiter(

@@ -42,7 +42,6 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from amlwait import __version__
 from amlwait.azureml.answers import (
     Answer,
     MalformedAnswer,
@@ -57,6 +56,7 @@ from amlwait.azureml.answers import (
     printable,
 )
 from amlwait.azureml.credentials import TokenProvider, default_token_provider, is_loopback
+from amlwait.azureml.http import amlwait_client
 from amlwait.core.budget import RequestBudget
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
@@ -168,13 +168,7 @@ class ArmJobSource:
             # environment, while SSL_CERT_FILE (a local workspace over https) still applies.
             transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=True)
         self._transport = transport  # the run reader's requests take the same way
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(request_timeout),
-            transport=transport,
-            headers={"User-Agent": f"amlwait/{__version__}"},
-            limits=limits,
-            follow_redirects=False,
-        )
+        self._client = amlwait_client(request_timeout, transport=transport, limits=limits)
         self._requests = 0
         self._failing_since: float | None = None
         self.last_problem: str | None = None

@@ -57,6 +57,8 @@ async def read_steps(arm: ArmJobSource, pipeline: JobRef) -> tuple[list[StepRun]
     try:
         client = await reader.client(pipeline.workspace)
         base = client.endpoints.history
+        if base is None:
+            raise TrackingError("run history was not discovered for this workspace")
         url: str | None = (
             f"{base}/history/v1.0{pipeline.workspace.arm_path}"
             f"/runs/{quote(pipeline.name, safe='')}/children"

@@ -29,6 +29,11 @@ Reads (:class:`TrackingClient`, one workspace):
 - :meth:`~TrackingClient.experiment_id`: ``GET {mlflow}/api/2.0/mlflow/experiments/
   get-by-name`` (``runs/search`` needs experiment ids; a job names its experiment).
 
+A :class:`TrackingClient` sends through a :class:`DataPlaneSender`: :class:`DataPlaneHttp`
+(its own client, for run facts and pipeline steps) or :class:`ArmRouted` (the ARM job
+source's token, request budget, retries and count: ``--read-path mlflow``'s searches,
+:class:`MlflowSearches`).
+
 Every request has a time limit (``request_timeout``); a dropped connection, a timeout, 429
 or 5xx is tried once more after ``RETRY_PAUSE`` seconds, a 401 once more with a fresh
 token. Whatever else goes wrong raises :class:`TrackingError` (a
@@ -45,16 +50,18 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from amlwait import __version__
 from amlwait.azureml.credentials import TokenProvider
+from amlwait.azureml.http import amlwait_client
+from amlwait.core.changes import RunSearch, SeenRun, run_id_filter
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.jobs import JobRef, WorkspaceRef
 from amlwait.core.source import RunFacts, RunFactsUnavailable
+from amlwait.errors import ServiceError
 from amlwait.redact import is_loopback_url
 
 if TYPE_CHECKING:
@@ -82,10 +89,11 @@ class TrackingError(RunFactsUnavailable):
 
 @dataclass(frozen=True)
 class WorkspaceEndpoints:
-    """Where a workspace's run history and MLflow tracking API are (no trailing ``/``)."""
+    """Where a workspace's MLflow tracking API and run history are (no trailing ``/``);
+    ``history`` None: not discovered (the MLflow read path needs none)."""
 
-    history: str
     mlflow: str
+    history: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,22 @@ def facts_from_mlflow(run: Mapping[str, Any]) -> tuple[str, RunFacts] | None:
     return str(run_id), facts
 
 
+class DataPlaneSender(Protocol):
+    """How a :class:`TrackingClient` sends: the JSON answer of a 200, or an error naming
+    ``what`` (a 404 is :class:`TrackingError` with ``status_code`` 404)."""
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        with_token: bool = True,
+    ) -> Any: ...
+
+
 class DataPlaneHttp:
     """Requests to data-plane hosts with the ARM token, bounded and counted."""
 
@@ -172,12 +196,7 @@ class DataPlaneHttp:
         self.credential = credential
         self.clock = clock or SystemClock()
         self.requests_sent = 0
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(request_timeout),
-            transport=transport,
-            headers={"User-Agent": f"amlwait/{__version__}"},
-            follow_redirects=False,
-        )
+        self._client = amlwait_client(request_timeout, transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -244,11 +263,41 @@ def _error_code(response: httpx.Response) -> str:
     return f" {str(code)[:60]}" if code else ""
 
 
+class ArmRouted:
+    """A :class:`DataPlaneSender` through the ARM job source (:meth:`ArmJobSource.send`):
+    its token, request budget, retries and request count. What it refuses raises as a job
+    read does (:class:`~amlwait.errors.AmlwaitError`); a 404 is :class:`TrackingError`.
+    Every request carries the token (``with_token`` is for :class:`DataPlaneHttp`'s
+    discovery read, which never comes this way)."""
+
+    def __init__(self, arm: ArmJobSource) -> None:
+        self.arm = arm
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        with_token: bool = True,
+    ) -> Any:
+        answer = await self.arm.send(method, url, params=params, json=json)
+        if answer.status_code == 404:
+            route = url.rsplit("/api/2.0/mlflow/", 1)[-1]
+            raise TrackingError(f"{what} {route} answered 404", status_code=404)
+        try:
+            return answer.json()
+        except ValueError:
+            raise ServiceError(f"{what} answered something that is not JSON") from None
+
+
 class TrackingClient:
     """Run history and the MLflow tracking API of one workspace."""
 
     def __init__(
-        self, http: DataPlaneHttp, workspace: WorkspaceRef, endpoints: WorkspaceEndpoints
+        self, http: DataPlaneSender, workspace: WorkspaceRef, endpoints: WorkspaceEndpoints
     ) -> None:
         self.http = http
         self.workspace = workspace
@@ -259,6 +308,8 @@ class TrackingClient:
 
     async def run_details(self, run_id: str) -> dict[str, Any]:
         """Run history's ``RunDetails`` of ``run_id`` (a job's run id is its name)."""
+        if self.endpoints.history is None:
+            raise TrackingError("run history was not discovered for this workspace")
         url = (
             f"{self.endpoints.history}/history/v1.0{self.workspace.arm_path}"
             f"/runs/{quote(run_id, safe='')}/details"
@@ -283,12 +334,18 @@ class TrackingClient:
         max_results: int = 1000,
         page_token: str | None = None,
         order_by: Sequence[str] | None = None,
+        run_view_type: str | None = None,
     ) -> RunsPage:
         """One page of ``runs/search``. ``experiment_ids=None`` leaves them out (MLflow
-        servers differ on what that means; Azure ML's documented use names them)."""
-        body: dict[str, Any] = {"filter": filter, "max_results": max_results}
+        servers differ on what that means; Azure ML's documented use names them);
+        ``run_view_type`` None leaves it out (MLflow's default, ``ACTIVE_ONLY``)."""
+        body: dict[str, Any] = {}
         if experiment_ids is not None:
             body["experiment_ids"] = list(experiment_ids)
+        body["filter"] = filter
+        body["max_results"] = max_results
+        if run_view_type:
+            body["run_view_type"] = run_view_type
         if page_token:
             body["page_token"] = page_token
         if order_by:
@@ -299,8 +356,7 @@ class TrackingClient:
         token = answer.get("next_page_token")
         return RunsPage(runs, str(token) if token else None)
 
-    async def experiment_id(self, name: str) -> str:
-        """The MLflow id of the experiment called ``name``."""
+    async def _experiment_by_name(self, name: str) -> str | None:
         body = await self.http.send(
             "GET",
             self._mlflow("experiments/get-by-name"),
@@ -309,9 +365,24 @@ class TrackingClient:
         )
         experiment = body.get("experiment") if isinstance(body, dict) else None
         found = experiment.get("experiment_id") if isinstance(experiment, dict) else None
-        if not found:
+        return str(found) if found else None
+
+    async def experiment_id(self, name: str) -> str:
+        """The MLflow id of the experiment called ``name``."""
+        found = await self._experiment_by_name(name)
+        if found is None:
             raise TrackingError(f"MLflow gave no id for experiment {name!r}")
-        return str(found)
+        return found
+
+    async def find_experiment_id(self, name: str) -> str | None:
+        """The MLflow id of the experiment called ``name``; None when MLflow does not know
+        it (yet): a 404, or an answer without an id."""
+        try:
+            return await self._experiment_by_name(name)
+        except TrackingError as error:
+            if error.status_code == 404:
+                return None
+            raise
 
 
 async def discover_endpoints(
@@ -331,7 +402,7 @@ async def discover_endpoints(
     base = (document.get("history") or document.get("api")) if isinstance(document, dict) else None
     if not base:
         raise TrackingError("the discovery document names no history service")
-    return WorkspaceEndpoints(history=str(base).rstrip("/"), mlflow=mlflow_base_url(tracking_uri))
+    return WorkspaceEndpoints(mlflow=mlflow_base_url(tracking_uri), history=str(base).rstrip("/"))
 
 
 class ServiceRunReader:
@@ -435,12 +506,9 @@ class ServiceRunReader:
         found: dict[JobRef, RunFacts] = {}
         for start in range(0, len(ordered), self.chunk):
             chunk = ordered[start : start + self.chunk]
-            quoted = ", ".join("'" + name.replace("'", "") + "'" for name in chunk)
             token: str | None = None
             for _ in range(MAX_SEARCH_PAGES):
-                page = await client.search_runs(
-                    ids, f"attributes.run_id IN ({quoted})", len(chunk), token
-                )
+                page = await client.search_runs(ids, run_id_filter(chunk), len(chunk), token)
                 for run in page.runs:
                     parsed = facts_from_mlflow(run)
                     if parsed is not None and parsed[0] in wanted:
@@ -449,3 +517,81 @@ class ServiceRunReader:
                 if token is None:
                     break
         return found
+
+
+class MlflowSearches:
+    """``--read-path mlflow``'s searches (:class:`~amlwait.core.changes.RunSearch`) over
+    :class:`TrackingClient`, sent through the ARM job source (:class:`ArmRouted`). One
+    instance per wait: each workspace's tracking URI is read once (``GET WS``), each
+    experiment id once it is known (MLflow may not know an experiment yet: asked again
+    at the next search). Whatever fails raises :class:`~amlwait.errors.AmlwaitError`,
+    as a job read does."""
+
+    def __init__(self, arm: ArmJobSource) -> None:
+        self.arm = arm
+        self.http = ArmRouted(arm)
+        self._clients: dict[WorkspaceRef, TrackingClient | None] = {}
+        self._experiments: dict[tuple[WorkspaceRef, str], str] = {}
+
+    async def tracking_uri(self, workspace: WorkspaceRef) -> str | None:
+        """The http(s) base of the workspace's ``mlFlowTrackingUri``; None when its
+        resource names none."""
+        if workspace not in self._clients:
+            resource = await self.arm.get_workspace(workspace)
+            uri = (resource.get("properties") or {}).get("mlFlowTrackingUri")
+            client = None
+            if uri:
+                try:
+                    endpoints = WorkspaceEndpoints(mlflow_base_url(str(uri)))
+                except TrackingError as error:
+                    raise ServiceError(str(error)) from None
+                client = TrackingClient(self.http, workspace, endpoints)
+            self._clients[workspace] = client
+        found = self._clients[workspace]
+        return None if found is None else found.endpoints.mlflow
+
+    async def search(self, search: RunSearch) -> tuple[list[SeenRun], str | None]:
+        """One page of ``search``: its runs, and the next page's token (None: last)."""
+        await self.tracking_uri(search.workspace)
+        client = self._clients[search.workspace]
+        if client is None:
+            raise ServiceError(f"workspace {search.workspace} advertises no MLflow tracking URI")
+        try:
+            ids = [
+                found
+                for name in search.experiments
+                if (found := await self._experiment_id(client, name)) is not None
+            ]
+            if not ids:
+                return [], None
+            page = await client.search_runs(
+                ids,
+                search.filter,
+                search.max_results,
+                search.page_token,
+                search.order_by,
+                run_view_type="ACTIVE_ONLY",
+            )
+        except TrackingError as error:
+            raise ServiceError(str(error), status_code=error.status_code) from None
+        return [_seen_run(run) for run in page.runs], page.next_page_token
+
+    async def _experiment_id(self, client: TrackingClient, name: str) -> str | None:
+        key = (client.workspace, name)
+        if key not in self._experiments:
+            found = await client.find_experiment_id(name)
+            if found is None:
+                return None
+            self._experiments[key] = found
+        return self._experiments[key]
+
+
+def _seen_run(run: Mapping[str, Any]) -> SeenRun:
+    """An MLflow ``Run`` as the change feed reads it: id, status, end (epoch ms)."""
+    info = run.get("info") or {}
+    end = info.get("end_time")
+    return SeenRun(
+        str(info.get("run_id") or info.get("run_uuid") or ""),
+        str(info.get("status") or ""),
+        int(end) if end is not None else None,
+    )

@@ -163,11 +163,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--read-path",
     type=click.Choice(["auto", "arm", "mlflow"]),
-    default="arm",
+    default="auto",
     show_default=True,
-    help="How jobs are read: arm = ARM only; mlflow = one MLflow search per poll for what "
-    "ended, each confirmed by one ARM GET, ARM as a slow safety net (progress shows ends "
-    "only); auto = mlflow when the workspace offers it, else arm with a one-line note.",
+    help="How jobs are read: auto = mlflow when the workspace offers it and its first "
+    "search answers, else arm with a one-line note (--timeout 0: arm); mlflow = one MLflow "
+    "search per poll for what ended, each confirmed by one ARM GET, ARM as a slow safety "
+    "net (progress shows ends only); arm = ARM only.",
 )
 def wait(manifest: str, **options: Any) -> int:
     """Wait until every job in MANIFEST (a path or -) has finished.

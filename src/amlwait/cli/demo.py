@@ -5,9 +5,10 @@
    ``examples/job.yml`` — one real training job per plant and circuit, run by the local
    workspace as the Azure ML runtime would (code folder copied, inputs and outputs
    substituted); it writes ``training_jobs.json``.
-3. Waiting stage: ``amlwait wait`` of that manifest through the same ARM code path as
-   against Azure (LIST by batch tag), with live progress, then the JUnit, Markdown and
-   HTML reports and the JSON result in the output folder.
+3. Waiting stage: ``amlwait wait`` of that manifest through the same code paths as
+   against Azure (by default MLflow searches by batch tag, each end confirmed by an ARM
+   GET, a LIST by tag as the safety net), with live progress, then the JUnit, Markdown
+   and HTML reports and the JSON result in the output folder.
 
 ``--as-pipeline`` submits the circuits as ONE pipeline job (``submit --as-pipeline``, one
 step per circuit, ``continue_on_step_failure``) and waits for it: the pipeline job decides

@@ -191,7 +191,7 @@ def _run_waiter(
             waiter = mlflow_waiter(
                 manifest.jobs,
                 source,
-                mode=options.get("read_path") or "arm",
+                mode=options.get("read_path") or "auto",
                 note=_note,
                 options=wait_options,
                 tag=manifest.tag,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from amlwait.core.jobs import JobRef, JobSnapshot, WorkspaceRef
 
@@ -30,6 +30,18 @@ class JobSource(Protocol):
 
     async def cancel_job(self, ref: JobRef) -> None:
         """Ask the service to cancel the job (it may take a while to end)."""
+        ...
+
+
+@runtime_checkable
+class RetryingSource(Protocol):
+    """A job source that says which read it is still retrying (:class:`ArmJobSource`):
+    what a caller that gives up on a read (a deadline, a time limit) can say it was
+    waiting for. Check it with ``isinstance``; the plain seam does not promise it."""
+
+    @property
+    def last_problem(self) -> str | None:
+        """The latest transient failure still being retried; ``None`` once one succeeds."""
         ...
 
 

@@ -34,7 +34,7 @@ from amlwait.core.duration import format_duration
 from amlwait.core.jobs import JobRef, WorkspaceRef, job_name_problem, workspace_ref_problem
 from amlwait.core.pipeline import PIPELINE_JOB_TYPE
 from amlwait.core.policy import PollPolicy
-from amlwait.core.source import JobSource
+from amlwait.core.source import JobSource, RetryingSource
 from amlwait.core.tracker import BatchOutcome, JobState
 from amlwait.core.wording import count
 from amlwait.errors import AmlwaitError
@@ -195,7 +195,7 @@ class Follow:
             return
         if self.pipeline:
             result = await self._per_circuit(result, refs[0])
-        retrying = getattr(self.context.source, "last_problem", None)
+        retrying = _still_retrying(self.context.source)
         reason = _reason(result, retrying)
         await self._finish(result.outcome, reason, summary_lines(result), result)
 
@@ -330,7 +330,7 @@ class Follow:
         read that always fails costs at most ``arm_error_limit`` lines and log entries."""
         self.context.arm_failed()
         problem = read_problem(error)
-        retrying = getattr(self.context.source, "last_problem", None)
+        retrying = _still_retrying(self.context.source)
         if isinstance(error, (TimeoutError, asyncio.TimeoutError)) and retrying:
             problem = read_problem(RuntimeError(f"still retrying {retrying}"))
         self.say(f"Azure ML could not be read: {problem}")
@@ -489,6 +489,11 @@ def _job_counts(result: WaitResult | None) -> dict[str, int]:
     if result is None:
         return {}
     return dict(Counter(job.outcome.value if job.outcome else "unfinished" for job in result.jobs))
+
+
+def _still_retrying(source: JobSource) -> str | None:
+    """The read ``source`` is still retrying, if it is a source that says so."""
+    return source.last_problem if isinstance(source, RetryingSource) else None
 
 
 def _reason(result: WaitResult, retrying: str | None = None) -> str | None:

@@ -45,8 +45,8 @@ from urllib.request import url2pathname
 
 import httpx
 
-from amlwait import __version__
 from amlwait.azureml.credentials import is_loopback
+from amlwait.azureml.http import amlwait_client
 from amlwait.core.jobs import WorkspaceRef
 from amlwait.core.retry import is_retryable_status
 from amlwait.errors import InputError, ServiceError
@@ -215,12 +215,7 @@ class CodeRegistrar:
         self.source = source
         self.attempts = attempts
         self.blob_requests = 0
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(request_timeout),
-            transport=transport,
-            headers={"User-Agent": f"amlwait/{__version__}"},
-            follow_redirects=False,
-        )
+        self._client = amlwait_client(request_timeout, transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -83,6 +83,9 @@ class ReplicaNumbers:
     arm_requests: float = math.nan
     devops_requests: float = math.nan
     devops_errors: float = math.nan
+    log_lines: int = 0
+    """Lines the replica logged (warnings and errors: a quiet run logs none)."""
+    leases_lost: int = 0
 
 
 @dataclass
@@ -316,6 +319,9 @@ def run(args: argparse.Namespace, log: Any = print) -> Outcome:
                     numbers.cpu_seconds = process_cpu_seconds(service.process.pid)
                     numbers.peak_rss_mb = peak_rss_mb(service.process.pid)
                 service.stop()
+                lines = service.stderr().splitlines()
+                numbers.log_lines = len(lines)
+                numbers.leases_lost = sum("lost the lease" in line for line in lines)
             kinds = Counter(request_kind(r.path) for r in workspace.requests)
             outcome.requests_by_kind = dict(kinds)
             outcome.arm_requests = kinds["arm"]
@@ -411,7 +417,8 @@ def table(outcome: Outcome) -> str:
     head = (
         "| replica | waits posted | CPU s | CPU s / 1,000 status changes (an even split) "
         "| peak RSS MB "
-        "| ARM requests | ARM / wait |\n|---|---|---|---|---|---|---|\n"
+        "| ARM requests | ARM / wait | log lines (leases lost) |\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for k, r in enumerate(outcome.replica):
@@ -419,12 +426,15 @@ def table(outcome: Outcome) -> str:
         rows.append(
             f"| {k} | {r.waits_posted} | {r.cpu_seconds:.1f} | "
             f"{r.cpu_seconds / changes * 1000 * len(outcome.replica):.2f} | "
-            f"{r.peak_rss_mb:.0f} | {r.arm_requests:.0f} | {per_wait:.1f} |"
+            f"{r.peak_rss_mb:.0f} | {r.arm_requests:.0f} | {per_wait:.1f} | "
+            f"{r.log_lines} ({r.leases_lost}) |"
         )
     rows.append(
         f"| total | {outcome.waits} | {s['cpu_seconds']:.1f} | "
         f"{s['cpu_per_1000_status_changes']:.2f} | {s['peak_rss_mb_max']:.0f} (max) | "
-        f"{outcome.arm_requests} | {s['arm_requests_per_wait']:.1f} |"
+        f"{outcome.arm_requests} | {s['arm_requests_per_wait']:.1f} | "
+        f"{sum(r.log_lines for r in outcome.replica)} "
+        f"({sum(r.leases_lost for r in outcome.replica)}) |"
     )
     d = outcome.callback_delay
     tail = (

@@ -112,6 +112,8 @@ class Outcome:
     """This process: the scripted workspace, the fake DevOps and the bookkeeping."""
     callback_delay: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    """A few wrong waits, each with the last lines of its live feed."""
 
     @property
     def cpu_seconds(self) -> float:
@@ -388,6 +390,17 @@ def _judge(outcome: Outcome, posted: list[Wait], devops: FakeDevOps) -> None:
         expected = "failed" if wait.failing else "succeeded"
         if any(c.json.get("result") != expected for c in calls):
             outcome.wrong_results += 1
+            if len(outcome.examples) < 5:
+                feed = [
+                    line
+                    for c in devops.snapshot()
+                    if c.path.endswith("/feed") and f"/plans/{wait.plan}/" in c.path
+                    for line in c.json["value"]
+                ]
+                outcome.examples.append(
+                    f"wait {wait.index} ({wait.tag}) expected {expected}; its feed ends: "
+                    + " | ".join(feed[-4:])
+                )
         delays.append(min(c.at for c in calls) - wait.last_end)
     outcome.missing += outcome.waits - len(posted)
     outcome.callback_delay = {
@@ -504,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(outcome))
     for failure in outcome.failures:
         print(f"FAILED: {failure}")
+    for example in outcome.examples:
+        print(f"  {example}")
     if args.json:
         args.json.write_text(json.dumps(outcome.summary(), indent=2, default=str) + "\n")
     return 1 if outcome.failures else 0

@@ -202,6 +202,25 @@ def test_claim_waits_extends_the_owners_lease_respects_the_limit_and_takes_deadl
     assert {r.lease_until for r in again} == {T0 + 5 + LEASE}
 
 
+def test_claim_waits_skips_the_waits_its_owner_follows_without_counting_them_in_the_limit(
+    store: Store,
+) -> None:
+    """A replica that follows ``limit`` waits with earlier deadlines still claims a new one
+    (it used to get its own waits back, so a wait past the first ``limit`` starved), and the
+    followed waits are not written again (their lease stays as it was)."""
+    followed = [new_wait(store, f"held-{n}", deadline=T0 + 100 + n) for n in range(3)]
+    assert len(store.claim_waits("a", now=T0, lease_seconds=LEASE)) == 3
+    fresh = new_wait(store, "fresh", deadline=T0 + 900)
+    skip = {w.wait_id for w in followed}
+    [claimed] = store.claim_waits("a", now=T0 + 5, lease_seconds=LEASE, limit=3, skip=skip)
+    assert claimed.wait_id == fresh.wait_id and claimed.lease_until == T0 + 5 + LEASE
+    for wait in followed:
+        record = store.get_wait(wait.wait_id)
+        assert record is not None and record.lease_until == T0 + LEASE
+    everything = skip | {fresh.wait_id}
+    assert store.claim_waits("a", now=T0 + 6, lease_seconds=LEASE, skip=everything) == []
+
+
 def test_an_expired_lease_nobody_took_is_still_renewable_by_its_owner(store: Store) -> None:
     wait = new_wait(store)
     store.claim_waits("a", now=T0, lease_seconds=LEASE)

@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 
-from amlwait.core.clock import VirtualClock
+from amlwait.core.clock import SystemClock, VirtualClock
 from amlwait.core.tracker import BatchOutcome
 from amlwait.service.app import create_app
 from amlwait.service.devops_client import DevOpsClient
@@ -154,3 +155,78 @@ def test_a_hook_hears_the_result_counts_and_times_of_a_finished_wait(
     assert record.created_at == started
     assert started + 7200 <= record.finished_at <= started + 7200 + 60
     assert [c.json["result"] for c in devops.accepted_completions()] == ["failed"]
+
+
+class CountingStore:
+    """The store, counting the waits each claim returns and each renewal asks for."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.claimed: list[int] = []
+        self.renewed: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def claim_waits(self, owner: str, **options: Any) -> Any:
+        records = self.store.claim_waits(owner, **options)
+        self.claimed.append(len(records))
+        return records
+
+    def renew_leases(self, owner: str, wait_ids: Any, **options: Any) -> Any:
+        self.renewed.append(len(wait_ids))
+        return self.store.renew_leases(owner, wait_ids, **options)
+
+
+def test_posting_waits_claims_each_once_and_renews_the_leases_once_per_interval(
+    store: Store, devops: FakeDevOps
+) -> None:
+    """Every POST nudges a claim round. It used to renew every held lease and claim (write
+    and decode) every held wait again, so posting N waits cost O(N²) row writes."""
+    waits = 40
+    clock = SystemClock()
+    source = FakeJobSource(clock)
+    for number in range(waits):  # Running for the whole test: every wait stays followed
+        source.add_job(
+            f"JOB_{number}", [(0, "Running")], workspace=TEST_WORKSPACE, tags={f"b-{number}": "1"}
+        )
+    counting = CountingStore(store)
+    settings = replace(SETTINGS, claim_interval=60.0)
+
+    async def post_all() -> Watcher:
+        client = DevOpsClient([devops.org_url])
+        watcher = Watcher(cast(Store, counting), source, client, settings=settings, clock=clock)
+        app = create_app(
+            cast(Store, counting),
+            allowed_orgs=[devops.org_url],
+            service_key=SERVICE_KEY,
+            watcher=watcher,
+        )
+        watching = asyncio.ensure_future(watcher.run())
+        transport = httpx.ASGITransport(app=app)
+        loop = asyncio.get_running_loop()
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+                for number in range(waits):
+                    answer = await http.post(
+                        "/v1/waits",
+                        content=wait_body(f"b-{number}", 1, timeout="1h"),
+                        headers=callback_headers(devops.org_url),
+                    )
+                    assert answer.status_code == 202, answer.text
+                    await asyncio.sleep(0.01)  # let the nudged round run
+            give_up = loop.time() + REAL_SECONDS
+            while sum(counting.claimed) < waits:
+                assert loop.time() < give_up, f"claimed {counting.claimed}"
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # a few more rounds may run: none may claim again
+        finally:
+            watcher.stop()
+            await watching
+            await client.aclose()
+        return watcher
+
+    asyncio.run(post_all())
+    assert sum(counting.claimed) == waits, counting.claimed
+    assert len(counting.claimed) > 2  # the nudges did run rounds
+    assert len(counting.renewed) <= 1 and sum(counting.renewed) < waits, counting.renewed

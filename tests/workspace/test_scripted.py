@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
 
 from amlwait.core.clock import VirtualClock
 from amlwait.core.jobs import JobRef
@@ -159,3 +162,28 @@ def test_requests_are_recorded_with_clock_time_and_answer(
     assert second.status == 404
     assert second.time - first.time == 5
     assert first.request_id != second.request_id
+
+
+def test_a_listing_by_tag_renders_only_the_jobs_that_carry_it(
+    scripted_workspace: ScriptedWorkspace,
+    scripted_client: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It rendered every job of the workspace per request: O(all jobs) per listing, too
+    slow for a client's timeout with 10,000 jobs behind a service's load benchmark."""
+    for number in range(300):
+        tags = {"batch-a": "1"} if number % 100 == 7 else {"other": "1"}
+        scripted_workspace.add_job(WORKSPACE, f"job_{number}", [(0, "Running")], tags=tags)
+    backend = scripted_workspace.backend
+    rendered: list[str] = []
+    render = backend._render
+
+    def counting(job: Any, *args: Any) -> Any:
+        rendered.append(job.ref.name)
+        return render(job, *args)
+
+    monkeypatch.setattr(backend, "_render", counting)
+    path = f"{WORKSPACE.arm_path}/jobs"
+    answer = get(scripted_client, path, tag="batch-a", listViewType="All").json()
+    assert [job["name"] for job in answer["value"]] == ["job_7", "job_107"]  # a page of 2
+    assert sorted(rendered) == ["job_107", "job_207", "job_7"]

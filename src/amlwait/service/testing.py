@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,8 @@ class Call:
     headers: dict[str, str]
     body: bytes
     status: int = 0
+    at: float = field(default_factory=time.time)
+    """When the request arrived (wall clock, seconds since the epoch)."""
 
     @property
     def json(self) -> Any:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Iterable, Sequence
 
 from amlwait.core.clock import Clock, SystemClock
@@ -109,6 +111,7 @@ class Watcher:
         # keeps raising is retried with back-off, not at every claim round.
         self._crashed: dict[str, tuple[int, float]] = {}
         self._claim_now = asyncio.Event()
+        self._renewed_at = -math.inf  # time.monotonic() of the last renewal of the leases
         self._stopped = asyncio.Event()
 
     @property
@@ -174,8 +177,12 @@ class Watcher:
 
     # -- claiming -----------------------------------------------------------------------
 
+    @property
+    def _claim_interval(self) -> float:
+        return min(self.settings.claim_interval, self.settings.lease_seconds / 3)
+
     async def _claim_loop(self) -> None:
-        interval = min(self.settings.claim_interval, self.settings.lease_seconds / 3)
+        interval = self._claim_interval
         while True:
             try:
                 await self._claim_round()
@@ -186,7 +193,12 @@ class Watcher:
 
     async def _claim_round(self) -> None:
         lease = self.settings.lease_seconds
-        if self._follows:
+        # A round runs at every new wait (nudge) too: the leases are renewed only once per
+        # interval, so posting N waits costs N claims, not N renewals of every held lease.
+        started = time.monotonic()
+        renew = started - self._renewed_at >= self._claim_interval
+        if self._follows and renew:
+            self._renewed_at = started
             held = list(self._follows)
             kept = await asyncio.to_thread(
                 self.store.renew_leases,
@@ -205,7 +217,11 @@ class Watcher:
                 follow.abandon()
         now = self.clock.now()
         records = await asyncio.to_thread(
-            self.store.claim_waits, self.owner, now=now, lease_seconds=lease
+            self.store.claim_waits,
+            self.owner,
+            now=now,
+            lease_seconds=lease,
+            skip=frozenset(self._follows),
         )
         for record in records:
             if record.wait_id in self._follows or record.state != "waiting":

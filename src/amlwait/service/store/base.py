@@ -44,7 +44,7 @@ ends. ``create_wait`` refuses a request or callback that contains it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -128,12 +128,20 @@ class Store(Protocol):
         ...
 
     def claim_waits(
-        self, owner: str, *, now: float, lease_seconds: float, limit: int = 1000
+        self,
+        owner: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        limit: int = 1000,
+        skip: Collection[str] = (),
     ) -> list[WaitRecord]:
         """Lease to ``owner`` the ``waiting`` waits nobody else holds, earliest deadline first.
 
         Claimable: unowned, owned by ``owner`` (its lease is extended), or whose lease ran
         out by ``now``. At most ``limit``; each lease lasts until ``now + lease_seconds``.
+        The waits in ``skip`` (those ``owner`` already follows, whose leases it renews) are
+        neither claimed nor returned, nor counted against ``limit``.
         """
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -266,19 +266,29 @@ class SqlStore:
         return self._cipher.open(bytes(rows[0][0]), context=wait_id)
 
     def claim_waits(
-        self, owner: str, *, now: float, lease_seconds: float, limit: int = 1000
+        self,
+        owner: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        limit: int = 1000,
+        skip: Collection[str] = (),
     ) -> list[WaitRecord]:
         claimable = (
             "state = 'waiting' AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= ?)"
         )
         records: list[WaitRecord] = []
         with self._transaction(write=True) as sql:
+            # Only ids are read here; the skipped ones (at most len(skip) of them) are left
+            # out before the UPDATE, so they cost neither a write nor a decoded row.
             picked = sql.rows(
                 f"SELECT wait_id FROM waits WHERE {claimable} "
                 f"ORDER BY deadline, wait_id LIMIT ?{self._skip_locked}",
-                (owner, now, limit),
+                (owner, now, limit + len(skip)),
             )
-            for ids in _chunks([row[0] for row in picked]):
+            skipped = frozenset(skip)
+            wanted = [row[0] for row in picked if row[0] not in skipped][:limit]
+            for ids in _chunks(wanted):
                 rows = sql.rows(
                     f"UPDATE waits SET lease_owner = ?, lease_until = ?, updated_at = ? "
                     f"WHERE wait_id IN ({_marks(ids)}) AND {claimable} RETURNING {_WAIT_COLUMNS}",

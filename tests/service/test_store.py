@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -200,6 +201,34 @@ def test_claim_waits_extends_the_owners_lease_respects_the_limit_and_takes_deadl
     again = store.claim_waits("a", now=T0 + 5, lease_seconds=LEASE)
     assert [r.wait_id for r in again] == [soon.wait_id, late.wait_id]
     assert {r.lease_until for r in again} == {T0 + 5 + LEASE}
+
+
+def test_claim_waits_skips_the_waits_the_caller_holds_and_they_take_no_part_of_the_limit(
+    store: Store,
+) -> None:
+    soon = new_wait(store, "soon", deadline=T0 + 100)
+    late = new_wait(store, "late", deadline=T0 + 900)
+    store.claim_waits("a", now=T0, lease_seconds=LEASE)
+    # "soon" is followed (and renewed) already: only "late" comes back, even with limit 1.
+    again = store.claim_waits("a", now=T0 + 5, lease_seconds=LEASE, limit=1, held=[soon.wait_id])
+    assert [r.wait_id for r in again] == [late.wait_id]
+    assert (
+        store.claim_waits("a", now=T0 + 6, lease_seconds=LEASE, held=[soon.wait_id, late.wait_id])
+        == []
+    )
+
+
+def test_get_wait_without_its_result_reads_everything_else(store: Store) -> None:
+    wait = new_wait(store)
+    assert len(store.claim_waits("a", now=T0, lease_seconds=LEASE)) == 1
+    progress = {"jobs": ["job-1"], "states": [{"name": "job-1", "status": "Running"}]}
+    assert store.save_progress(wait.wait_id, "a", progress, now=T0 + 1)
+    full = store.get_wait(wait.wait_id)
+    light = store.get_wait(wait.wait_id, with_result=False)
+    assert full is not None and light is not None
+    assert full.result == progress and light.result is None
+    assert light == replace(full, result=None)
+    assert store.get_wait("no-such-wait", with_result=False) is None
 
 
 def test_an_expired_lease_nobody_took_is_still_renewable_by_its_owner(store: Store) -> None:

@@ -204,8 +204,13 @@ class Watcher:
                 log.warning("lost the lease of wait %s; another replica follows it", wait_id)
                 follow.abandon()
         now = self.clock.now()
+        # The waits followed here were renewed above: not claimed (and read) again.
         records = await asyncio.to_thread(
-            self.store.claim_waits, self.owner, now=now, lease_seconds=lease
+            self.store.claim_waits,
+            self.owner,
+            now=now,
+            lease_seconds=lease,
+            held=list(self._follows),
         )
         for record in records:
             if record.wait_id in self._follows or record.state != "waiting":

@@ -44,7 +44,7 @@ ends. ``create_wait`` refuses a request or callback that contains it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,8 +119,9 @@ class Store(Protocol):
         """
         ...
 
-    def get_wait(self, wait_id: str) -> WaitRecord | None:
-        """The wait ``wait_id``, or None if there is none."""
+    def get_wait(self, wait_id: str, *, with_result: bool = True) -> WaitRecord | None:
+        """The wait ``wait_id``, or None if there is none. ``with_result=False`` leaves its
+        progress document unread (``result`` is None): it can hold every job's state."""
         ...
 
     def auth_token(self, wait_id: str) -> str | None:
@@ -128,12 +129,20 @@ class Store(Protocol):
         ...
 
     def claim_waits(
-        self, owner: str, *, now: float, lease_seconds: float, limit: int = 1000
+        self,
+        owner: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        limit: int = 1000,
+        held: Collection[str] = (),
     ) -> list[WaitRecord]:
         """Lease to ``owner`` the ``waiting`` waits nobody else holds, earliest deadline first.
 
         Claimable: unowned, owned by ``owner`` (its lease is extended), or whose lease ran
         out by ``now``. At most ``limit``; each lease lasts until ``now + lease_seconds``.
+        ``held``: waits the caller already follows (and renews): neither claimed nor read
+        again, nor counted in ``limit``.
         """
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,8 @@ _WAIT_COLUMNS = (
     "wait_id, plan_key, request, callback, state, outcome, result, created_at, deadline, "
     "lease_owner, lease_until"
 )
+# The same columns without the progress document (which holds every job's state).
+_WAIT_COLUMNS_NO_RESULT = _WAIT_COLUMNS.replace(", result,", ", NULL,")
 _ITEM_COLUMNS = "item_id, wait_id, kind, payload, attempts"
 
 # One DDL for both backends; {real}, {blob} and {serial} are the only differences.
@@ -253,9 +255,10 @@ class SqlStore:
         if not read or read[0][0] != value:
             raise StoreUnavailableError("the store did not read back what it wrote")
 
-    def get_wait(self, wait_id: str) -> WaitRecord | None:
+    def get_wait(self, wait_id: str, *, with_result: bool = True) -> WaitRecord | None:
+        columns = _WAIT_COLUMNS if with_result else _WAIT_COLUMNS_NO_RESULT
         with self._transaction(write=False) as sql:
-            rows = sql.rows(f"SELECT {_WAIT_COLUMNS} FROM waits WHERE wait_id = ?", (wait_id,))
+            rows = sql.rows(f"SELECT {columns} FROM waits WHERE wait_id = ?", (wait_id,))
         return _wait_record(rows[0]) if rows else None
 
     def auth_token(self, wait_id: str) -> str | None:
@@ -266,7 +269,13 @@ class SqlStore:
         return self._cipher.open(bytes(rows[0][0]), context=wait_id)
 
     def claim_waits(
-        self, owner: str, *, now: float, lease_seconds: float, limit: int = 1000
+        self,
+        owner: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        limit: int = 1000,
+        held: Collection[str] = (),
     ) -> list[WaitRecord]:
         claimable = (
             "state = 'waiting' AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= ?)"
@@ -276,9 +285,11 @@ class SqlStore:
             picked = sql.rows(
                 f"SELECT wait_id FROM waits WHERE {claimable} "
                 f"ORDER BY deadline, wait_id LIMIT ?{self._skip_locked}",
-                (owner, now, limit),
+                (owner, now, limit + len(held)),
             )
-            for ids in _chunks([row[0] for row in picked]):
+            skipped = frozenset(held)
+            wanted = [row[0] for row in picked if row[0] not in skipped][:limit]
+            for ids in _chunks(wanted):
                 rows = sql.rows(
                     f"UPDATE waits SET lease_owner = ?, lease_until = ?, updated_at = ? "
                     f"WHERE wait_id IN ({_marks(ids)}) AND {claimable} RETURNING {_WAIT_COLUMNS}",

@@ -15,6 +15,7 @@ import traceback
 from typing import Any
 
 from amlwait.core.clock import Clock, VirtualClock
+from bench import memprofile
 from bench.scenario import ScriptedJob, make_jobs
 from bench.sim import ScaledClock, SimulatedNetwork, Simulator
 from bench.strategies import AGENTLESS, PIPELINE, STRATEGIES, Known
@@ -123,7 +124,11 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 def main() -> None:
     config = json.loads(sys.argv[1])
-    print(json.dumps(run(config)), flush=True)
+    profiler = memprofile.from_environment()
+    result = run(config)
+    if profiler is not None:
+        profiler.finish(config["strategy"], config["n"])
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

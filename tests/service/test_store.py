@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -219,6 +220,19 @@ def test_claim_waits_skips_the_waits_its_owner_follows_without_counting_them_in_
         assert record is not None and record.lease_until == T0 + LEASE
     everything = skip | {fresh.wait_id}
     assert store.claim_waits("a", now=T0 + 6, lease_seconds=LEASE, skip=everything) == []
+
+
+def test_get_wait_without_its_result_reads_everything_else(store: Store) -> None:
+    wait = new_wait(store)
+    assert len(store.claim_waits("a", now=T0, lease_seconds=LEASE)) == 1
+    progress = {"jobs": ["job-1"], "states": [{"name": "job-1", "status": "Running"}]}
+    assert store.save_progress(wait.wait_id, "a", progress, now=T0 + 1)
+    full = store.get_wait(wait.wait_id)
+    light = store.get_wait(wait.wait_id, with_result=False)
+    assert full is not None and light is not None
+    assert full.result == progress and light.result is None
+    assert light == replace(full, result=None)
+    assert store.get_wait("no-such-wait", with_result=False) is None
 
 
 def test_an_expired_lease_nobody_took_is_still_renewable_by_its_owner(store: Store) -> None:

@@ -35,7 +35,7 @@ WORKSPACE_RULE = (
 JOB_NAME_RULE = "a job name has 1-255 letters, digits, '_' or '-' and starts with a letter or digit"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class WorkspaceRef:
     subscription: str
     resource_group: str
@@ -52,7 +52,7 @@ class WorkspaceRef:
         return f"{self.subscription}/{self.resource_group}/{self.workspace}"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class JobRef:
     workspace: WorkspaceRef
     name: str
@@ -61,7 +61,7 @@ class JobRef:
         return self.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSnapshot:
     """One read of a job, as the job source saw it."""
 

@@ -42,7 +42,7 @@ class BatchOutcome(str, enum.Enum):
         return self.value
 
 
-@dataclass
+@dataclass(slots=True)
 class JobState:
     """What the wait knows of one job attempt.
 

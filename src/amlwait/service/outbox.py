@@ -136,7 +136,7 @@ class OutboxSender:
 
     async def _deliver(self, item: OutboxItem) -> None:
         try:
-            record = await asyncio.to_thread(self.store.get_wait, item.wait_id)
+            record = await asyncio.to_thread(self.store.get_wait, item.wait_id, with_result=False)
             token = await asyncio.to_thread(self.store.auth_token, item.wait_id)
             if record is None or token is None:
                 await asyncio.to_thread(

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from amlwait.core.clock import Clock, SystemClock
 from amlwait.core.source import JobSource
 from amlwait.redact import scrub
+from amlwait.service import heap
 from amlwait.service.devops_client import DevOpsClient
 from amlwait.service.follow import Follow, FollowContext
 from amlwait.service.hooks import WaitFinished, WaitHook
@@ -188,6 +189,7 @@ class Watcher:
                 await self._claim_round()
             except Exception:  # the store may be briefly unreachable: try again next round
                 log.exception("claiming waits failed")
+            heap.trim()  # what the last round's reads and saves freed (see amlwait.service.heap)
             await wait_for(self._claim_now, interval)
             self._claim_now.clear()
 
@@ -216,6 +218,7 @@ class Watcher:
                 log.warning("lost the lease of wait %s; another replica follows it", wait_id)
                 follow.abandon()
         now = self.clock.now()
+        # The waits followed here were renewed above: not claimed (and read) again.
         records = await asyncio.to_thread(
             self.store.claim_waits,
             self.owner,

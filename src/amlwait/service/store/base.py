@@ -119,8 +119,9 @@ class Store(Protocol):
         """
         ...
 
-    def get_wait(self, wait_id: str) -> WaitRecord | None:
-        """The wait ``wait_id``, or None if there is none."""
+    def get_wait(self, wait_id: str, *, with_result: bool = True) -> WaitRecord | None:
+        """The wait ``wait_id``, or None if there is none. ``with_result=False`` leaves its
+        progress document unread (``result`` is None): it can hold every job's state."""
         ...
 
     def auth_token(self, wait_id: str) -> str | None:

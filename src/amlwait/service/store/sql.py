@@ -36,6 +36,8 @@ _WAIT_COLUMNS = (
     "wait_id, plan_key, request, callback, state, outcome, result, created_at, deadline, "
     "lease_owner, lease_until"
 )
+# The same columns without the progress document (which holds every job's state).
+_WAIT_COLUMNS_NO_RESULT = _WAIT_COLUMNS.replace(", result,", ", NULL,")
 _ITEM_COLUMNS = "item_id, wait_id, kind, payload, attempts"
 
 # One DDL for both backends; {real}, {blob} and {serial} are the only differences.
@@ -253,9 +255,10 @@ class SqlStore:
         if not read or read[0][0] != value:
             raise StoreUnavailableError("the store did not read back what it wrote")
 
-    def get_wait(self, wait_id: str) -> WaitRecord | None:
+    def get_wait(self, wait_id: str, *, with_result: bool = True) -> WaitRecord | None:
+        columns = _WAIT_COLUMNS if with_result else _WAIT_COLUMNS_NO_RESULT
         with self._transaction(write=False) as sql:
-            rows = sql.rows(f"SELECT {_WAIT_COLUMNS} FROM waits WHERE wait_id = ?", (wait_id,))
+            rows = sql.rows(f"SELECT {columns} FROM waits WHERE wait_id = ?", (wait_id,))
         return _wait_record(rows[0]) if rows else None
 
     def auth_token(self, wait_id: str) -> str | None:

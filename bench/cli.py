@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,46 @@ NOMINAL_INTERVAL = {
     "amlwait-get": 15.0,
     "amlwait-list": 15.0,
 }
+
+
+# Real-clock scenarios of ``amlwait serve`` (each its own module and processes): the
+# arguments of each run. They run after the virtual-clock tables, one at a time, so that
+# nothing else competes for the CPU.
+REAL_CLOCK: dict[str, list[list[str]]] = {
+    "load": [
+        ["bench.service_load", "--waits", "1000", "--jobs", "10"],
+        ["bench.service_load", "--waits", "1000", "--jobs", "10", "--replicas", "2"],
+    ],
+}
+REAL_CLOCK_LIMIT = 3600.0  # seconds of wall time for one scenario, whatever it says
+
+
+def real_clock(name: str) -> list[dict[str, Any]]:
+    """Run the scenario ``name``'s commands; each gives its printed table, its numbers
+    (``--json``) and whether its own checks passed."""
+    runs = []
+    for argv in REAL_CLOCK[name]:
+        with tempfile.TemporaryDirectory() as folder:
+            numbers = Path(folder) / "numbers.json"
+            command = [sys.executable, "-m", *argv, "--json", str(numbers)]
+            began = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=REAL_CLOCK_LIMIT
+                )
+                printed, code = done.stdout + done.stderr[-2000:], done.returncode
+            except subprocess.TimeoutExpired:
+                printed, code = f"stopped after {REAL_CLOCK_LIMIT:g} s", -1
+            runs.append(
+                {
+                    "command": "python -m " + " ".join(argv),
+                    "passed": code == 0,
+                    "printed": printed.strip(),
+                    "numbers": json.loads(numbers.read_text()) if numbers.exists() else None,
+                    "harness_wall_s": round(time.perf_counter() - began, 1),
+                }
+            )
+    return runs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=REAL_TIME_SPEED,
         help="how many times faster than real time the --check-real-time run goes",
+    )
+    parser.add_argument(
+        "--real-clock",
+        nargs="+",
+        choices=sorted(REAL_CLOCK),
+        default=[],
+        help="also run these real-clock service scenarios, one after another: "
+        + "; ".join(
+            f"{name}: {' / '.join(' '.join(a) for a in runs)}" for name, runs in REAL_CLOCK.items()
+        ),
     )
     parser.add_argument("--json", type=Path, help="write every number here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
@@ -217,11 +269,24 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(text)
         print(text + "\n", flush=True)
 
+    for name in args.real_clock if not args.from_json else []:
+        document.setdefault("real_clock", {})[name] = real_clock(name)
+        for run in document["real_clock"][name]:
+            verdict = "its checks passed" if run["passed"] else "**a check FAILED**"
+            text = (
+                f"Real clock, `{run['command']}` ({verdict}; {run['harness_wall_s']} s):"
+                f"\n\n{run['printed']}"
+            )
+            sections.append(text)
+            print(text + "\n", flush=True)
+
     if args.json:
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text("\n\n".join(sections) + "\n")
     if args.chart:
         chart(runs, args.chart)
-    failed = any(r.get("error") for run in runs for r in run["results"])
+    failed = any(r.get("error") for run in runs for r in run["results"]) or any(
+        not run["passed"] for runs_ in document.get("real_clock", {}).values() for run in runs_
+    )
     return 1 if failed else 0

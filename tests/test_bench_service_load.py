@@ -68,3 +68,40 @@ def test_a_run_cut_by_its_limit_fails_with_the_missing_waits_named(tmp_path: Pat
     assert document["missing"] == 3
     assert any("limit" in failure for failure in document["failures"])
     assert document["wall_seconds"] < 15
+
+
+def test_python_m_bench_runs_a_real_clock_scenario_and_fails_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import cli
+
+    small = [["bench.service_load", *TINY[:-4], "--limit", "60", "--settle", "1"]]
+    cut = [["bench.service_load", *TINY[:-4], "--limit", "0.5", "--settle", "0"]]
+    monkeypatch.setattr(cli, "REAL_CLOCK", {"load": small, "cut": cut})
+    out = tmp_path / "bench.json"
+
+    passed = cli.main(
+        [
+            "-n",
+            "10",
+            "--strategies",
+            "baseline",
+            "--no-startup",
+            "--real-clock",
+            "load",
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp_path / "b.md"),
+        ]
+    )
+    [run] = json.loads(out.read_text())["real_clock"]["load"]
+    failed = cli.main(
+        ["-n", "10", "--strategies", "baseline", "--no-startup", "--real-clock", "cut"]
+    )
+
+    assert passed == 0 and run["passed"] is True
+    assert run["numbers"]["completed_once"] == 20
+    assert "| total | 20 |" in run["printed"]
+    assert "Real clock, `python -m bench.service_load --waits 20" in (tmp_path / "b.md").read_text()
+    assert failed == 1

@@ -305,13 +305,15 @@ def devops_main() -> None:
     _say({"org_url": devops.org_url})
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
-    told = 0
+    told = 0  # calls looked at, in arrival order, each once it was answered
     while True:
         stopping = stop.wait(0.05)
-        attempts = [call for call in devops.completion_attempts() if call.status != 0]
-        for call in attempts[told:]:
-            _say({"completed": {"at": time.time(), "status": call.status, "body": call.json}})
-        told = len(attempts)
+        calls = devops.snapshot()
+        while told < len(calls) and calls[told].status != 0:
+            call = calls[told]
+            if call.is_task_completed:
+                _say({"completed": {"at": time.time(), "status": call.status, "body": call.json}})
+            told += 1
         if stopping:
             break
     calls = devops.snapshot()

@@ -40,6 +40,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         network = SimulatedNetwork(clock, config["seed"])
         started = clock.now()
         cpu_started = time.thread_time()
+        process_cpu_started = time.process_time()
+        simulator_cpu_started = simulator.server_cpu()
         error = None
         known: Known = {}
         try:
@@ -48,6 +50,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
             error = f"{type(failure).__name__}: {failure}"
             traceback.print_exc()
         strategy_cpu = time.thread_time() - cpu_started
+        process_cpu = time.process_time() - process_cpu_started
+        simulator_cpu = simulator.server_cpu() - simulator_cpu_started
         exited = clock.now()
         server_requests = simulator.log.count
         start_time = simulator.start_time
@@ -59,14 +63,21 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
         server_errors=sum(c for s, c in network.statuses.items() if s >= 500),
         dropped=network.dropped,
         strategy_cpu_s=round(strategy_cpu, 3),
-        **extra_counts(config["strategy"]),
+        **extra_counts(config["strategy"], process_cpu - simulator_cpu),
         wall_s=round(time.perf_counter() - wall_started, 3),
         error=error,
     )
     return result
 
 
-def extra_counts(strategy: str) -> dict[str, Any]:
+def extra_counts(strategy: str, cpu_beside_simulator: float) -> dict[str, Any]:
+    """The strategy's own numbers. For the service, its CPU per 1,000 status changes, to
+    compare with the real-clock soak (``bench/soak.py``), which reads the CPU of the service
+    process: here the service shares the child with the simulator, the fake Azure DevOps
+    and the Event Grid sender, so its CPU is every thread's CPU during the run
+    (``cpu_beside_simulator``: the simulator's server thread already taken out) less
+    theirs, each read from its own thread's CPU clock. ``strategy CPU s`` (the main thread
+    alone) leaves out the store's worker threads and counts the sender."""
     if strategy in PIPELINE:
         from bench.pipeline_strategy import pipeline_counts
 
@@ -75,7 +86,12 @@ def extra_counts(strategy: str) -> dict[str, Any]:
         return {}
     from bench.service_strategy import service_counts
 
-    return dict(service_counts)
+    counts: dict[str, Any] = dict(service_counts)
+    if counts.get("status_changes"):
+        service_cpu = cpu_beside_simulator - counts.get("harness_cpu_s", 0.0)
+        counts["service_cpu_s"] = round(service_cpu, 3)
+        counts["cpu_per_1000_changes"] = round(1000 * service_cpu / counts["status_changes"], 4)
+    return counts
 
 
 def summarise(

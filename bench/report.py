@@ -56,8 +56,20 @@ def markdown_table(run: dict[str, Any]) -> str:
     for name, note in SKIPPED.items():
         lines.append(f"| {name} | {note} |" + " |" * (len(COLUMNS) - 2))
     lines.append("")
+    lines += [service_cpu_line(r) for r in run["results"] if r.get("cpu_per_1000_changes")]
     lines += [f"- `{name}`: {text}" for name, (_, text) in STRATEGIES.items()]
     return "\n".join(lines)
+
+
+def service_cpu_line(result: dict[str, Any]) -> str:
+    """The service row's CPU per 1,000 status changes (what the real-clock soak compares)."""
+    return (
+        f"- `{result['strategy']}` CPU: {result['service_cpu_s']:.1f} s for "
+        f"{result['status_changes']:,} status changes = "
+        f"**{result['cpu_per_1000_changes']:.2f} s per 1,000** (every thread of the child "
+        "during the run, less the simulator's, the fake Azure DevOps's and the Event Grid "
+        f"sender's threads: {result.get('harness_cpu_s', 0):.1f} s of harness taken out)"
+    )
 
 
 MEASURED = ("amlwait-list", "amlwait-get", "amlwait-mlflow-tag", "amlwait-mlflow-notag", "service")

@@ -536,9 +536,20 @@ class Simulator:
         if self._server is not None:
             self._server.stop()
 
+    def server_cpu(self) -> float:
+        """CPU seconds the server's thread has used so far (0 when it is not running)."""
+        return thread_cpu(getattr(self._server, "_thread", None))
+
     @property
     def start_time(self) -> float:
         return self.workspace.start_time
+
+
+def thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds ``thread`` has used so far, from its own CPU clock; 0 unless it runs."""
+    if thread is None or thread.ident is None or not thread.is_alive():
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 class SimulatedNetwork(httpx.AsyncBaseTransport):

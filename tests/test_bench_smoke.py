@@ -90,6 +90,12 @@ def test_quick_bench_service_hears_events_and_verifies_each_end_with_a_read(
     # Events make detection a matter of one delivery (at most 2 s) and a GET, not a poll.
     assert service["latency_p95_s"] < results["amlwait-list"]["latency_p50_s"]
     assert service["requests"] < results["naive-60s"]["requests"] / 5
+    # The unit the real-clock soak compares: the scenario's status changes, and the service's
+    # CPU without the harness threads sharing its child (less than the whole child's).
+    assert service["status_changes"] >= service["events_scheduled"]
+    assert service["harness_cpu_s"] > 0 and 0 < service["service_cpu_s"] < service["cpu_s"]
+    per_1000 = 1000 * service["service_cpu_s"] / service["status_changes"]
+    assert abs(service["cpu_per_1000_changes"] - per_1000) < 0.01
 
 
 def test_quick_bench_submits_one_pipeline_job_and_reports_every_circuit_from_its_steps(

@@ -45,6 +45,7 @@ REAL_CLOCK: dict[str, list[list[str]]] = {
         ["bench.service_load", "--waits", "1000", "--jobs", "10"],
         ["bench.service_load", "--waits", "1000", "--jobs", "10", "--replicas", "2"],
     ],
+    "soak": [["bench.soak", "--jobs", "10000", "--minutes", "20"]],
 }
 REAL_CLOCK_LIMIT = 3600.0  # seconds of wall time for one scenario, whatever it says
 

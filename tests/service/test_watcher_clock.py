@@ -12,7 +12,8 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from amlwait.core.clock import SystemClock, VirtualClock
+from amlwait.core.clock import Clock, SystemClock, VirtualClock
+from amlwait.core.jobs import JobSnapshot, WorkspaceRef
 from amlwait.core.tracker import BatchOutcome
 from amlwait.service.app import create_app
 from amlwait.service.devops_client import DevOpsClient
@@ -230,3 +231,89 @@ def test_posting_waits_claims_each_once_and_renews_the_leases_once_per_interval(
     assert sum(counting.claimed) == waits, counting.claimed
     assert len(counting.claimed) > 2  # the nudges did run rounds
     assert len(counting.renewed) <= 1 and sum(counting.renewed) < waits, counting.renewed
+
+
+class QueuedListing(FakeJobSource):
+    """The first tag listing waits ``queued`` seconds for a request slot, as it does behind
+    a replica's request budget when many waits poll at once; then it answers in full."""
+
+    def __init__(self, clock: Clock, queued: float) -> None:
+        super().__init__(clock)
+        self.queued = queued
+        self.listings = 0
+        self.first_fails: Exception | None = None  # after its time in the queue
+        self.hangs = False
+
+    async def list_jobs_by_tag(self, workspace: WorkspaceRef, tag: str) -> list[JobSnapshot]:
+        self.listings += 1
+        if self.hangs:
+            await asyncio.Event().wait()
+        if self.listings == 1:
+            await self.clock.sleep(self.queued)
+            if self.first_fails is not None:
+                raise self.first_fails
+        return await super().list_jobs_by_tag(workspace, tag)
+
+
+def test_a_listing_queued_past_the_not_found_grace_still_finds_the_jobs(
+    store: Store, devops: FakeDevOps
+) -> None:
+    # The jobs are there from the start, but the first listing is answered only after the
+    # grace ended (it waited for the replica's request budget). Its answer decides: the
+    # wait succeeds; it used to be cut off at the grace and end failed, "only 0 of 2 jobs
+    # appeared". The real clock, scaled down: the cut-off was a real-time one.
+    clock = SystemClock()
+    policy = replace(SETTINGS.policy, not_found_grace=0.2)
+    settings = replace(SETTINGS, policy=policy)
+    source = QueuedListing(clock, queued=1.5)  # past the grace and past any 1 s minimum
+    for name in ("TRAIN_1", "TRAIN_2"):
+        source.add_job(name, [(0, "Completed")], workspace=TEST_WORKSPACE, tags={"q": "1"})
+    body = wait_body("q", 2, timeout="1h")
+    recorder = asyncio.run(follow_one_wait(store, devops, clock, source, body, settings))
+
+    (record,) = recorder.finished
+    assert record.reason is None, record.reason
+    assert record.outcome is BatchOutcome.SUCCEEDED and record.jobs == ("TRAIN_1", "TRAIN_2")
+    assert [c.json["result"] for c in devops.accepted_completions()] == ["succeeded"]
+    assert not any("could not be read" in line for line in feed_lines(devops))
+
+
+def test_a_listing_that_fails_after_the_grace_does_not_end_the_wait_as_not_found(
+    store: Store, devops: FakeDevOps
+) -> None:
+    # A failed read says nothing about the jobs: the next listing (a poll interval later,
+    # on the virtual clock) finds them, and the failure is in the feed, named.
+    clock = VirtualClock()
+    grace = SETTINGS.policy.not_found_grace
+    source = QueuedListing(clock, queued=grace + 60)
+    source.first_fails = RuntimeError("the listing broke")
+    for name in ("TRAIN_1", "TRAIN_2"):
+        source.add_job(name, [(0, "Completed")], workspace=TEST_WORKSPACE, tags={"q": "1"})
+    body = wait_body("q", 2, timeout="1h")
+    recorder = asyncio.run(follow_one_wait(store, devops, clock, source, body))
+
+    (record,) = recorder.finished
+    assert record.outcome is BatchOutcome.SUCCEEDED and record.reason is None, record.reason
+    assert source.listings >= 2
+    lines = feed_lines(devops)
+    assert any("could not be read: RuntimeError: the listing broke" in line for line in lines)
+    assert not any("appeared within" in line for line in lines), lines
+
+
+def test_a_listing_that_never_answers_ends_the_wait_at_its_deadline_saying_so(
+    store: Store, devops: FakeDevOps
+) -> None:
+    clock = SystemClock()  # the cut-off is a real-time one: a 1-second wait
+    policy = replace(SETTINGS.policy, not_found_grace=0.2)
+    source = QueuedListing(clock, queued=0.0)
+    source.hangs = True
+    body = wait_body("q", 2, timeout="1s")
+    settings = replace(SETTINGS, policy=policy)
+    recorder = asyncio.run(follow_one_wait(store, devops, clock, source, body, settings))
+
+    (record,) = recorder.finished
+    assert record.outcome is BatchOutcome.FAILED
+    assert record.reason == (
+        "deadline reached; Azure ML could not be read: TimeoutError: listing the jobs "
+        "tagged 'q' got no answer within 1s"
+    )

@@ -2,7 +2,8 @@
 
 A :class:`Follow` is created by the watcher for each wait it holds a lease on. When the
 request named no jobs, the batch is first listed by its tag until ``expectedJobs`` jobs
-carry it (it fails if fewer have appeared when the not-found grace ends). Then one
+carry it (it fails if a listing answered after the not-found grace still shows fewer; a
+failed or late read is not such an answer). Then one
 :class:`~amlwait.waiter.Waiter` reads the batch; progress (jobs, statuses) is saved with the
 lease and feed lines go to the outbox. When the batch found by its tag is one pipeline job
 (``jobType: Pipeline``, as ``submit --as-pipeline`` makes it), the pipeline job decides the
@@ -31,7 +32,13 @@ from typing import Any
 from amlwait.console import PlainReporter, summary_lines
 from amlwait.core.clock import Clock
 from amlwait.core.duration import format_duration
-from amlwait.core.jobs import JobRef, WorkspaceRef, job_name_problem, workspace_ref_problem
+from amlwait.core.jobs import (
+    JobRef,
+    JobSnapshot,
+    WorkspaceRef,
+    job_name_problem,
+    workspace_ref_problem,
+)
 from amlwait.core.pipeline import PIPELINE_JOB_TYPE
 from amlwait.core.policy import PollPolicy
 from amlwait.core.source import JobSource, RetryingSource
@@ -216,13 +223,12 @@ class Follow:
         failures = 0
         while not self.lost:
             try:
-                # Bounded by the time left, so a source that hangs or retries forever
-                # cannot hold the wait past its end (TimeoutError counts as a failure).
-                left = max(0.0, give_up_at - self.clock.now())
-                listing = await asyncio.wait_for(
-                    self.context.source.list_jobs_by_tag(workspace, self.tag),
-                    timeout=max(left, _MIN_READ_SECONDS),
-                )
+                # Bounded by the wait's deadline, so a source that hangs or retries forever
+                # cannot hold the wait past its end (TimeoutError counts as a failure). Not
+                # by the grace: a listing may wait long for a slot in the replica's request
+                # budget, and its answer, however late, says whether the jobs are there.
+                left = max(0.0, record.deadline - self.clock.now())
+                listing = await self._list_tagged(workspace, max(left, _MIN_READ_SECONDS))
                 failures = 0
             except Exception as error:  # whatever a read raises, the wait ends (see _read_failed)
                 failures += 1
@@ -245,16 +251,35 @@ class Follow:
                     seen = len(names)
                     self.say(f"{seen} of {expected} jobs tagged {self.tag!r} so far")
             now = self.clock.now()
-            if now >= give_up_at:
+            # Only a listing that answered decides that the jobs did not appear: a failed
+            # read says nothing about them (_read_failed ends the wait when reads keep
+            # failing, or at the deadline).
+            if listing is not None and now >= give_up_at:
                 reason = (
-                    f"only {max(seen, 0)} of {expected} jobs tagged {self.tag!r} appeared "
+                    f"only {seen} of {expected} jobs tagged {self.tag!r} appeared "
                     f"within {format_duration(now - record.created_at)}"
                 )
                 await self._finish(BatchOutcome.FAILED, reason, [])
                 return None
             await self.flush()
-            await self.clock.sleep(min(settings.policy.poll_interval, give_up_at - now))
+            pause = settings.policy.poll_interval
+            if now < give_up_at:
+                pause = min(pause, give_up_at - now)
+            await self.clock.sleep(min(pause, max(0.0, record.deadline - now)))
         return None
+
+    async def _list_tagged(self, workspace: WorkspaceRef, timeout: float) -> list[JobSnapshot]:
+        """The jobs tagged with the wait's tag, within ``timeout`` seconds; a TimeoutError
+        that says which read it cut short and after how long (the feed and the log show it)."""
+        try:
+            return await asyncio.wait_for(
+                self.context.source.list_jobs_by_tag(workspace, self.tag), timeout=timeout
+            )
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"listing the jobs tagged {self.tag!r} got no answer within "
+                f"{format_duration(timeout)}"
+            ) from None
 
     async def _wait(self, refs: list[JobRef]) -> WaitResult | None:
         """Run a waiter over ``refs``, again after an Azure ML failure (a few times).

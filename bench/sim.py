@@ -386,26 +386,40 @@ def _pipeline_timeline(
     start: float, steps: Sequence[Sequence[tuple[float, str | None]]]
 ) -> list[tuple[float, str | None]]:
     """The pipeline's statuses from ``start`` on, derived from its steps' timelines at each
-    of their changes (:func:`~amlwait.core.pipeline.derive_pipeline_status`)."""
-
-    def status_at(timeline: Sequence[tuple[float, str | None]], at: float) -> str:
-        current = JobStatus.NOT_STARTED.value
-        for offset, status in timeline:
-            if offset > at:
-                break
-            current = status or current
-        return current
-
-    changes = sorted({start, *(at for timeline in steps for at, _ in timeline if at > start)})
+    of their changes (:func:`~amlwait.core.pipeline.derive_pipeline_status`, which depends
+    only on which statuses the steps are in). One sweep over every step's changes, keeping
+    a count per status: 10,000 steps of 5 changes each cost 50,000 updates, not 50,000
+    passes over 10,000 steps."""
+    current = [JobStatus.NOT_STARTED.value] * len(steps)
+    later: list[tuple[float, int, int, str]] = []
+    for index, timeline in enumerate(steps):
+        for order, (at, status) in enumerate(timeline):
+            if not status:
+                continue
+            if at <= start:
+                current[index] = status
+            else:
+                later.append((at, index, order, status))
+    later.sort()
+    counts = Counter(current)
     entries: list[tuple[float, str | None]] = []
-    for at in changes:
+
+    def derive(at: float) -> None:
         status = derive_pipeline_status(
             JobStatus.RUNNING.value,
-            [status_at(timeline, at) for timeline in steps],
+            [name for name, count in counts.items() if count],
             continue_on_step_failure=True,
         ).status
         if not entries or entries[-1][1] != status:
             entries.append((at, status))
+
+    derive(start)
+    for position, (at, index, _, status) in enumerate(later):
+        counts[current[index]] -= 1
+        current[index] = status
+        counts[status] += 1
+        if position + 1 == len(later) or later[position + 1][0] != at:
+            derive(at)
     return entries
 
 

@@ -161,7 +161,9 @@ def per_job_trend(by_n: dict[int, dict[str, Any]]) -> list[str]:
     ns = sorted(by_n)
     for name in [*MEASURED, "amlwait-pipeline"]:
         points = [
-            (n, by_n[n][name]["requests"] / n) for n in ns if by_n[n].get(name, {}).get("requests")
+            (n, by_n[n][name]["requests"] / n)
+            for n in ns
+            if by_n[n].get(name, {}).get("requests") and not by_n[n][name].get("error")
         ]
         if len(points) < 2:
             continue

@@ -22,13 +22,22 @@ def test_requests_per_job_must_not_grow_with_n_for_any_amlwait_strategy() -> Non
         [
             run(100, **{"amlwait-list": {"requests": 500}, "service": {"requests": 210}}),
             run(1_000, **{"amlwait-list": {"requests": 6_000}, "service": {"requests": 2_050}}),
-            run(10_000, **{"amlwait-list": {"requests": 30_000}, "service": {"requests": 20_000}}),
+            run(
+                10_000,
+                **{
+                    "amlwait-list": {"requests": 30_000},
+                    "service": {"requests": 20_000},
+                    "amlwait-pipeline": {"requests": 9, "error": "PipelineRefused: …"},
+                },
+            ),
         ]
     )
     assert (
         "amlwait-list: requests per job 5.00 → 6.00 → 3.00 from N=100 to N=10,000 "
         "(target flat or falling: missed)" in lines
     )
+    # A row that ended in an error says nothing about its requests per job.
+    assert not any(line.startswith("amlwait-pipeline") for line in lines)
     # 2.10 → 2.05 → 2.00: falling.
     assert any(line.startswith("service: requests per job") and "met" in line for line in lines)
 

@@ -58,7 +58,9 @@ from amlwait.service.testing import (
 from amlwait.workspace.server import ServerThread
 from amlwait.workspace.throttle import Throttle
 from bench.child import summarise
+from bench.report import _cell
 from bench.scenario import MAX_RUN, TAG, ScriptedJob, make_jobs
+from bench.service_load import DEFAULT_FLAGS as SERVE_DEFAULTS
 from bench.service_strategy import event_of, event_schedule, status_changes
 from bench.sim import LATENCY, WS, Simulator, _create_app, _PagedBackend, _Slot
 
@@ -67,17 +69,6 @@ EVENT_ATTEMPTS = 5  # a refused delivery is sent again after 1, 2, 4, 8 s
 HEALTH_EVERY = 2.0  # seconds between two GET /healthz
 SAMPLE_EVERY = 5.0  # seconds between two readings of the service's CPU and RSS
 START_TIMEOUT = 60.0  # seconds a helper process may take to say where it listens
-# ``amlwait serve``'s own defaults: ServiceProcess starts with the tests' fast flags, and
-# the last flag given wins.
-SERVE_DEFAULTS = [
-    "--poll-interval", "15s",
-    "--max-poll-interval", "2m",
-    "--not-found-grace", "5m",
-    "--lease", "60s",
-    "--progress-interval", "10s",
-    "--retry-initial", "2s",
-    "--callback-timeout", "20s",
-]  # fmt: skip
 
 
 # -- the workspace process --------------------------------------------------------------
@@ -749,16 +740,6 @@ def markdown(report: dict[str, Any]) -> str:
         *[f"- {name}: {'ok' if ok else 'FAILED'}" for name, ok in report["checks"].items()],
     ]
     return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 def _spread(values: list[float]) -> dict[str, float | None]:

@@ -51,7 +51,12 @@ def test_tiny_soak_three_processes_one_task_completed_and_a_failed_check_exits_1
     assert [c["status"] for c in report["completions"]] == [200]
     assert report["completions"][0]["body"]["result"] == report["expected_result"] == "failed"
     assert report["detection"]["detected"] == JOBS
-    assert report["detection"]["event_requests"] >= report["detection"]["events_scheduled"] > 0
+    events = report["detection"]
+    assert events["events_scheduled"] > 0
+    if events["events_all_sent"]:
+        assert events["event_requests"] >= events["events_scheduled"]
+    else:  # stopped at the TaskCompleted: events of the last second may still have been due
+        assert events["event_requests"] >= 0.9 * events["events_scheduled"]
     assert report["arm_requests"] > 0
     assert report["service_metrics"]["amlwait_eventgrid_events_total"] > 0
     assert report["service_cpu_s"] > 0 and report["service_peak_rss_mb"] > 10

@@ -43,6 +43,7 @@ from amlwait.service.testing import TEST_WORKSPACE as WS
 from amlwait.service.testing import FakeDevOps, ServiceProcess, callback_headers
 from amlwait.service.testing import wait_body as body
 from amlwait.workspace import ScriptedWorkspace
+from bench import procfs
 
 DEFAULT_POSTGRES = os.environ.get(
     "AMLWAIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -131,21 +132,6 @@ class Outcome:
         document["arm_requests_per_wait"] = self.arm_requests / self.waits
         document["ok"] = not self.failures
         return document
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, in seconds."""
-    # The command may hold spaces and parentheses: the fields start after the last ")".
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # fields 14 and 15 of stat(5)
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
 
 
 def request_kind(path: str) -> str:
@@ -318,8 +304,10 @@ def run(args: argparse.Namespace, log: Any = print) -> Outcome:
                         numbers.devops_errors = metrics.get("amlwait_devops_errors_total", math.nan)
                     except Exception as error:  # the numbers are missing, the run says why
                         outcome.failures.append(f"replica {k}'s /metrics failed: {error}")
-                    numbers.cpu_seconds = process_cpu_seconds(service.process.pid)
-                    numbers.peak_rss_mb = peak_rss_mb(service.process.pid)
+                    pid = service.process.pid
+                    cpu = procfs.cpu_seconds(pid)
+                    numbers.cpu_seconds = math.nan if cpu is None else cpu
+                    numbers.peak_rss_mb = procfs.memory_mb(pid).get("VmHWM", math.nan)
                 service.stop()
                 lines = service.stderr().splitlines()
                 numbers.log_lines = len(lines)

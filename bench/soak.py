@@ -53,10 +53,12 @@ from amlwait.service.testing import (
     FakeDevOps,
     ServiceProcess,
     callback_headers,
+    stop_process,
     wait_body,
 )
 from amlwait.workspace.server import ServerThread
 from amlwait.workspace.throttle import Throttle
+from bench import procfs
 from bench.child import summarise
 from bench.report import _cell
 from bench.scenario import MAX_RUN, TAG, ScriptedJob, make_jobs
@@ -367,16 +369,10 @@ class _Helper:
             pass
 
     def cpu_s(self) -> float | None:
-        return proc_cpu(self.process.pid)
+        return procfs.cpu_seconds(self.process.pid)
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class _OrgUrl:
@@ -384,28 +380,6 @@ class _OrgUrl:
 
     def __init__(self, org_url: str) -> None:
         self.org_url = org_url
-
-
-def proc_cpu(pid: int) -> float | None:
-    """utime + stime of process ``pid``, in seconds (None once it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_memory(pid: int) -> dict[str, float]:
-    """VmHWM (peak RSS) and VmRSS of ``pid`` in MB."""
-    found: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("VmHWM:", "VmRSS:")):
-                found[line.split(":")[0]] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return found
 
 
 def default_scale(n: int, seed: int, minutes: float, max_run: float) -> float:
@@ -493,7 +467,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             ).start()
             assert service.process is not None
             pid = service.process.pid
-            cpu_before = proc_cpu(pid) or 0.0
+            cpu_before = procfs.cpu_seconds(pid) or 0.0
             created = time.time()
             answer = service.post_wait(
                 wait_body(TAG, args.jobs, timeout="24h", workspace_ref=WS),
@@ -506,8 +480,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             report["timed_out"] = completed_at is None
             if completed_at is not None:
                 time.sleep(args.settle)
-            cpu_after = proc_cpu(pid) or 0.0
-            memory = proc_memory(pid)
+            cpu_after = procfs.cpu_seconds(pid) or 0.0
+            memory = procfs.memory_mb(pid)
             metrics = _metrics(service)
             workspace.tell("stop")
             devops.tell("stop")
@@ -574,7 +548,7 @@ def _watch(
     """Sample the service until its TaskCompleted arrives (its time) or ``limit`` passes."""
     assert service.process is not None
     pid = service.process.pid
-    last_cpu, last_at = proc_cpu(pid) or 0.0, time.time()
+    last_cpu, last_at = procfs.cpu_seconds(pid) or 0.0, time.time()
     next_sample = next_health = next_say = last_at
     client = httpx.Client(base_url=service.url, timeout=30)
     try:
@@ -594,8 +568,8 @@ def _watch(
                     health.append(float("inf"))
                 next_health = now + HEALTH_EVERY
             if now >= next_sample:
-                cpu = proc_cpu(pid) or last_cpu
-                memory = proc_memory(pid)
+                cpu = procfs.cpu_seconds(pid) or last_cpu
+                memory = procfs.memory_mb(pid)
                 share = (cpu - last_cpu) / max(now - last_at, 1e-3)
                 samples.append(
                     {

@@ -17,7 +17,6 @@ the manifest's are added after them. No I/O.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 
 from amlwait.core.jobs import JobRef, studio_url_for
@@ -25,22 +24,13 @@ from amlwait.core.manifest import Manifest
 from amlwait.core.pipeline import StepRun
 from amlwait.core.status import TERMINAL, Outcome, outcome_of_terminal
 from amlwait.core.tracker import JobState
-from amlwait.result import WaitResult
-
-
-def _seconds(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+from amlwait.result import WaitResult, parse_iso
 
 
 def step_state(name: str, step: StepRun, pipeline: JobRef) -> JobState:
     """The report entry of one step, named ``name`` (its circuit's job name)."""
-    started, ended = _seconds(step.started), _seconds(step.ended)
-    created = _seconds(step.created)
+    started, ended = parse_iso(step.started), parse_iso(step.ended)
+    created = parse_iso(step.created)
     history: list[tuple[float, str]] = []
     if created is not None:
         history.append((created, "NotStarted"))

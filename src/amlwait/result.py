@@ -75,7 +75,8 @@ def _iso(moment: float | None) -> str | None:
     return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _parse_iso(text: str | None) -> float | None:
+def parse_iso(text: str | None) -> float | None:
+    """Seconds since the epoch of an ISO-8601 time (``Z`` or an offset); None if none."""
     if not text:
         return None
     try:
@@ -117,7 +118,7 @@ def ran_seconds(job: JobState) -> float | None:
 
 def queued_seconds(job: JobState) -> float | None:
     """From the job's creation to the start of its run; ``None`` when either is unknown."""
-    created = _parse_iso(job.created_at)
+    created = parse_iso(job.created_at)
     if created is None or job.started_at is None:
         return None
     return max(0.0, job.started_at - created)
@@ -126,7 +127,7 @@ def queued_seconds(job: JobState) -> float | None:
 def total_seconds(job: JobState) -> float | None:
     """From the job's creation to the end of its run (Azure ML's end time, else when the
     waiter saw it end)."""
-    created = _parse_iso(job.created_at)
+    created = parse_iso(job.created_at)
     end = job.ended_at if job.ended_at is not None else job.finished_at
     if created is None or end is None:
         return None
@@ -138,7 +139,7 @@ def seen_seconds(job: JobState) -> float | None:
     it) to when the waiter saw it end. For a job that ended before the wait began this is
     its age, not its run time."""
     end = job.finished_at
-    start = _parse_iso(job.created_at) or job.first_seen
+    start = parse_iso(job.created_at) or job.first_seen
     if end is None or start is None:
         return None
     return max(0.0, end - start)

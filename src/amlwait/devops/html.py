@@ -34,7 +34,6 @@ All text is HTML-escaped and stripped of control characters; links are only made
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import math
 import re
@@ -57,6 +56,7 @@ from amlwait.result import (
     TIME_LEGEND,
     WaitResult,
     format_run_time,
+    parse_iso,
     queued_seconds,
     reason_text,
     run_time,
@@ -149,15 +149,6 @@ class Row:
     segments: tuple[Segment, ...]
 
 
-def _parse_iso(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def timeline_row(job: JobState, result: WaitResult) -> Row:
     """The segments of ``job``'s row (see the module docstring)."""
     end = job.finished_at if job.finished_at is not None else result.ended_at
@@ -169,7 +160,7 @@ def timeline_row(job: JobState, result: WaitResult) -> Row:
             segments.append(Segment("unseen", start, end))
         return Row(job, outcome_of(job), min(start, end), end, tuple(segments))
     first_at = history[0][0]
-    created = _parse_iso(job.created_at)
+    created = parse_iso(job.created_at)
     start = min(created, first_at) if created is not None else first_at
     if start < first_at:
         segments.append(Segment("unseen", start, first_at))

@@ -39,6 +39,7 @@ from amlwait.core.pipeline import PIPELINE_JOB_TYPE, StepRun
 from amlwait.core.source import RunFactsUnavailable
 from amlwait.core.status import JobStatus
 from amlwait.errors import EXIT_FAILED, AmlwaitError, InputError, ServiceError
+from amlwait.submit import code_upload
 from amlwait.submit.pipeline import PipelinePlan, PipelineStep
 
 MAX_ATTEMPTS = 99
@@ -77,22 +78,9 @@ class PipelineRefused(AmlwaitError):
     exit_code = EXIT_FAILED
 
 
-class ArmSender(Protocol):
-    """What submitting needs of :class:`~amlwait.azureml.arm.ArmJobSource`."""
-
-    endpoint: str
-    api_version: str
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Any = None,
-        json: Any = None,
-        job: str | None = None,
-        ok_statuses: tuple[int, ...] = (200,),
-    ) -> httpx.Response: ...
+class ArmSender(code_upload.ArmSender, Protocol):
+    """What submitting needs of :class:`~amlwait.azureml.arm.ArmJobSource`: what
+    registering needs, and reading a job's definition."""
 
     async def get_job_definition(self, ref: JobRef) -> dict[str, Any] | None: ...
 

@@ -54,7 +54,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def test_every_claim_round_trims_the_heap(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_claim_rounds_trim_the_heap_once_per_claim_interval(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     trims: list[int] = []
     monkeypatch.setattr(heap, "trim", lambda: trims.append(1) or True)
     clock = VirtualClock()

@@ -113,6 +113,7 @@ class Watcher:
         self._crashed: dict[str, tuple[int, float]] = {}
         self._claim_now = asyncio.Event()
         self._renewed_at = -math.inf  # time.monotonic() of the last renewal of the leases
+        self._trimmed_at = -math.inf  # time.monotonic() of the last heap trim
         self._stopped = asyncio.Event()
 
     @property
@@ -189,7 +190,12 @@ class Watcher:
                 await self._claim_round()
             except Exception:  # the store may be briefly unreachable: try again next round
                 log.exception("claiming waits failed")
-            heap.trim()  # what the last round's reads and saves freed (see amlwait.service.heap)
+            # What the rounds' reads and saves freed (see amlwait.service.heap), once per
+            # interval: a round also runs at every POST, and a trim walks the whole heap.
+            trimmed = time.monotonic()
+            if trimmed - self._trimmed_at >= interval:
+                self._trimmed_at = trimmed
+                heap.trim()
             await wait_for(self._claim_now, interval)
             self._claim_now.clear()
 
